@@ -1,0 +1,76 @@
+"""Domain errors. They carry a stable ``code`` and no HTTP; ``api/errors.py`` maps them once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ParleyError(Exception):
+    """Base of every error Parley raises on purpose."""
+
+    code: str = "internal_error"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or self.__class__.__doc__ or self.code)
+        self.detail = detail or (self.__class__.__doc__ or self.code).strip()
+        self.extra = extra
+
+
+class NotFound(ParleyError):
+    """The requested resource does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(ParleyError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+
+
+class InvalidInput(ParleyError):
+    """The request is well-formed but its values are not acceptable."""
+
+    code = "invalid_input"
+
+
+class PayloadTooLarge(ParleyError):
+    """The request body or an uploaded file is larger than allowed."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ParleyError):
+    """The uploaded file's type is not supported or does not match its content."""
+
+    code = "unsupported_media_type"
+
+
+class ParseError(ParleyError):
+    """A document could not be parsed."""
+
+    code = "parse_error"
+
+
+class ProviderError(ParleyError):
+    """A model provider (LLM, embedder, reranker) failed."""
+
+    code = "provider_error"
+
+
+class ProviderTimeout(ProviderError):
+    """A model provider did not answer in time."""
+
+    code = "provider_timeout"
+
+
+class ProviderUnavailable(ProviderError):
+    """A model provider is not configured, not installed or not reachable."""
+
+    code = "provider_unavailable"
+
+
+class ConfigurationError(ParleyError):
+    """The settings are inconsistent or refer to something missing."""
+
+    code = "configuration_error"

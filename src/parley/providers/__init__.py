@@ -1,0 +1,1 @@
+"""Ports (small Protocols) and their adapters, one folder per port; chosen by settings."""

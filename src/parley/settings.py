@@ -1,0 +1,155 @@
+"""One Settings object, read once at the entry point and passed down.
+
+Environment variables use the ``PARLEY_`` prefix; nested sections use ``__``
+(``PARLEY_LLM__PROVIDER=openai``). A ``.env`` file in the working directory is read too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "parley"
+
+
+class ServerSettings(BaseModel):
+    """HTTP server and logging."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+    log_json: bool = True
+    request_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class LimitSettings(BaseModel):
+    """Sizes and counts every endpoint enforces."""
+
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="per file")
+    max_files_per_request: int = Field(default=20, gt=0)
+    max_request_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_message_chars: int = Field(default=8000, gt=0)
+    max_query_chars: int = Field(default=2000, gt=0)
+    max_top_k: int = Field(default=50, gt=0)
+    max_collections_per_query: int = Field(default=20, gt=0)
+    max_name_chars: int = Field(default=200, gt=0)
+    max_page_size: int = Field(default=200, gt=0)
+
+
+class EmbeddingSettings(BaseModel):
+    """Which embedder turns text into vectors."""
+
+    provider: Literal["local", "openai", "fake"] = "local"
+    model: str = "all-MiniLM-L6-v2-onnx-int8"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    dimension: int = Field(default=384, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    max_tokens: int = Field(default=256, gt=0, description="input truncation for the local model")
+    timeout_s: float = Field(default=30.0, gt=0)
+    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 = auto")
+    query_cache_size: int = Field(default=4096, ge=0)
+
+
+class LLMSettings(BaseModel):
+    """Which model writes answers. ``extractive`` needs no model at all."""
+
+    provider: Literal["extractive", "openai", "anthropic", "fake"] = "extractive"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=32, gt=0)
+    max_output_tokens: int = Field(default=800, gt=0)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    rewrite_followups: bool = True
+
+
+class RetrievalSettings(BaseModel):
+    """Hybrid search: dense + keyword, fused with reciprocal-rank fusion."""
+
+    top_k: int = Field(default=6, gt=0)
+    candidates: int = Field(default=40, gt=0, description="per retriever, before fusion")
+    rrf_k: int = Field(default=60, gt=0)
+    hnsw_threshold: int = Field(default=20_000, gt=0, description="vectors per collection")
+    hnsw_connectivity: int = Field(default=16, gt=1)
+    hnsw_expansion_add: int = Field(default=128, gt=0)
+    hnsw_expansion_search: int = Field(default=128, gt=0)
+    index_sync_interval_s: float = Field(default=1.0, ge=0)
+    search_cache_size: int = Field(default=2048, ge=0)
+    search_cache_ttl_s: float = Field(default=300.0, ge=0)
+
+
+class ChunkingSettings(BaseModel):
+    """How documents are cut into chunks."""
+
+    tokenizer: Literal["local", "approx"] = "local"
+    max_tokens: int = Field(default=200, ge=16)
+    overlap_tokens: int = Field(default=40, ge=0)
+
+
+class ChatSettings(BaseModel):
+    """Token budget shared by history and retrieved context."""
+
+    context_budget_tokens: int = Field(default=3000, gt=0)
+    history_share: float = Field(default=0.3, ge=0, le=1)
+    history_messages: int = Field(default=20, ge=0)
+    prompts_dir: Path | None = None
+
+
+class JobSettings(BaseModel):
+    """Durable ingestion jobs."""
+
+    run_in_process: bool = True
+    concurrency: int = Field(default=1, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=3, gt=0)
+    lease_s: float = Field(default=60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything Parley can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARLEY_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    sql_echo: bool = False
+    server: ServerSettings = ServerSettings()
+    limits: LimitSettings = LimitSettings()
+    embeddings: EmbeddingSettings = EmbeddingSettings()
+    llm: LLMSettings = LLMSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    chat: ChatSettings = ChatSettings()
+    jobs: JobSettings = JobSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the relational store is the embedded SQLite file."""
+        return self.resolved_database_url.startswith("sqlite")
