@@ -109,6 +109,7 @@ class JobSettings(BaseModel):
     """Durable ingestion jobs."""
 
     run_in_process: bool = True
+    auto_migrate: bool = True
     concurrency: int = Field(default=1, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=3, gt=0)

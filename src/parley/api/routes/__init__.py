@@ -1,0 +1,1 @@
+"""Routers: parse, authorize, delegate, shape the response."""

@@ -1,0 +1,199 @@
+"""Collections, their documents, uploads and ingestion jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
+
+from parley.api.deps import ContainerDep, PageDep
+from parley.api.schemas.collections import (
+    CollectionCreate,
+    CollectionList,
+    CollectionRead,
+    DocumentList,
+    DocumentRead,
+    JobItemRead,
+    JobProgress,
+    JobRead,
+    UploadAccepted,
+)
+from parley.db.models import DocumentRow, JobItemRow, JobRow
+from parley.errors import InvalidInput, PayloadTooLarge
+from parley.services.collections import CollectionView
+from parley.services.ingestion import UploadedFile
+
+router = APIRouter(prefix="/v1", tags=["collections"])
+
+
+def _collection(view: CollectionView) -> CollectionRead:
+    r = view.row
+    return CollectionRead(
+        id=r.id,
+        name=r.name,
+        description=r.description,
+        embedding_model=r.embedding_model,
+        embedding_dim=r.embedding_dim,
+        documents=view.documents,
+        chunks=view.chunks,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+def _document(r: DocumentRow) -> DocumentRead:
+    return DocumentRead(
+        id=r.id,
+        collection_id=r.collection_id,
+        source=r.source,
+        title=r.title,
+        mime_type=r.mime_type,
+        size_bytes=r.size_bytes,
+        content_hash=r.content_hash,
+        status=r.status,
+        error=r.error,
+        chunk_count=r.chunk_count,
+        metadata=r.meta or {},
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+def _job(job: JobRow, items: list[JobItemRow]) -> JobRead:
+    succeeded = sum(1 for i in items if i.status == "succeeded")
+    total = job.total_items
+    return JobRead(
+        id=job.id,
+        collection_id=job.collection_id,
+        status=job.status,
+        progress=JobProgress(
+            total=total,
+            processed=job.processed_items,
+            succeeded=succeeded,
+            skipped=job.skipped_items,
+            failed=job.failed_items,
+            chunks=job.chunks_created,
+            percent=round(100.0 * job.processed_items / total, 1) if total else 100.0,
+        ),
+        attempts=job.attempts,
+        error=job.error,
+        items=[
+            JobItemRead(
+                filename=i.filename,
+                status=i.status,
+                error=i.error,
+                document_id=i.document_id,
+                chunks=i.chunk_count,
+            )
+            for i in items
+        ],
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+@router.post("/collections", status_code=status.HTTP_201_CREATED, response_model=CollectionRead)
+async def create_collection(body: CollectionCreate, container: ContainerDep) -> CollectionRead:
+    """Create a collection."""
+    view = await container.collections.create(name=body.name, description=body.description)
+    return _collection(view)
+
+
+@router.get("/collections", response_model=CollectionList)
+async def list_collections(container: ContainerDep, page: PageDep) -> CollectionList:
+    """List collections with document and chunk counts."""
+    result = await container.collections.page(limit=page.limit, cursor=page.cursor)
+    return CollectionList(
+        items=[_collection(v) for v in result.items], next_cursor=result.next_cursor
+    )
+
+
+@router.get("/collections/{collection_id}", response_model=CollectionRead)
+async def get_collection(collection_id: str, container: ContainerDep) -> CollectionRead:
+    """One collection."""
+    return _collection(await container.collections.get(collection_id))
+
+
+@router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_collection(collection_id: str, container: ContainerDep) -> Response:
+    """Delete a collection with all its documents, chunks and jobs."""
+    await container.collections.delete(collection_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/collections/{collection_id}/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadAccepted,
+)
+async def upload_documents(
+    collection_id: str,
+    container: ContainerDep,
+    files: Annotated[list[UploadFile], File(description="one or more files")],
+    metadata: Annotated[str | None, Form(max_length=10_000)] = None,
+) -> UploadAccepted:
+    """Queue files for ingestion; poll ``GET /v1/jobs/{job_id}`` for progress."""
+    limit = container.settings.limits.max_upload_bytes
+    uploads: list[UploadedFile] = []
+    for upload in files:
+        if upload.size is not None and upload.size > limit:
+            raise PayloadTooLarge(
+                f"{upload.filename} exceeds the {limit}-byte per-file limit", field="files"
+            )
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(
+                f"{upload.filename} exceeds the {limit}-byte per-file limit", field="files"
+            )
+        uploads.append(UploadedFile(upload.filename or "unnamed", data, upload.content_type))
+    job = await container.ingestion.submit(
+        collection_id=collection_id, files=uploads, metadata=_metadata(metadata)
+    )
+    return UploadAccepted(job_id=job.id, status=job.status, files=job.total_items)
+
+
+def _metadata(raw: str | None) -> dict[str, Any] | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput("metadata must be a JSON object", field="metadata") from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int | float | bool) for v in value.values()
+    ):
+        raise InvalidInput("metadata must be a flat JSON object of scalars", field="metadata")
+    return value
+
+
+@router.get("/collections/{collection_id}/documents", response_model=DocumentList)
+async def list_documents(
+    collection_id: str, container: ContainerDep, page: PageDep, status: str | None = None
+) -> DocumentList:
+    """Documents of a collection, oldest first."""
+    result = await container.collections.documents(
+        collection_id, limit=page.limit, cursor=page.cursor, status=status
+    )
+    return DocumentList(items=[_document(d) for d in result.items], next_cursor=result.next_cursor)
+
+
+@router.get("/documents/{document_id}", response_model=DocumentRead)
+async def get_document(document_id: str, container: ContainerDep) -> DocumentRead:
+    """One document."""
+    return _document(await container.collections.document(document_id))
+
+
+@router.delete("/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(document_id: str, container: ContainerDep) -> Response:
+    """Delete a document and remove it from every index."""
+    await container.collections.delete_document(document_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/jobs/{job_id}", response_model=JobRead)
+async def get_job(job_id: str, container: ContainerDep) -> JobRead:
+    """Status and progress of an ingestion job."""
+    job, items = await container.collections.job(job_id)
+    return _job(job, items)

@@ -1,0 +1,166 @@
+"""Composition root: builds engines, providers and services once; shared by API, CLI and worker."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.db import migrate
+from parley.db.session import StatementCounter, create_engine, create_session_factory
+from parley.jobs.runner import JobRunner
+from parley.providers.cache.base import Cache
+from parley.providers.cache.memory import MemoryCache
+from parley.providers.embeddings.base import Embedder
+from parley.providers.embeddings.cached import CachedEmbedder
+from parley.providers.llm.base import LLM
+from parley.providers.registry import (
+    build_embedder,
+    build_llm,
+    build_token_counter,
+    build_vector_index,
+)
+from parley.providers.tokenizers.base import TokenCounter
+from parley.providers.vectors.base import VectorIndex
+from parley.services.chat import ChatService
+from parley.services.collections import CollectionService
+from parley.services.ingestion import IngestionService
+from parley.services.prompt_library import PromptLibrary
+from parley.services.retrieval import RetrievalService
+from parley.services.sessions import SessionService
+from parley.services.uow import UnitOfWorkFactory
+from parley.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Container:
+    """Everything a process needs, wired once. Close it with :meth:`aclose`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    statements: StatementCounter
+    uow: UnitOfWorkFactory
+    embedder: Embedder
+    llm: LLM
+    token_counter: TokenCounter
+    index: VectorIndex
+    cache: Cache
+    retrieval: RetrievalService
+    ingestion: IngestionService
+    collections: CollectionService
+    sessions: SessionService
+    chat: ChatService
+    runner: JobRunner
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        llm: LLM | None = None,
+        token_counter: TokenCounter | None = None,
+    ) -> Container:
+        """Wire the object graph. Nothing connects or loads a model until used."""
+        engine, statements = create_engine(settings)
+        uow = UnitOfWorkFactory(create_session_factory(engine))
+        cache = MemoryCache(
+            maxsize=settings.embeddings.query_cache_size + settings.retrieval.search_cache_size,
+            ttl_s=settings.retrieval.search_cache_ttl_s or 3600.0,
+        )
+        raw_embedder = embedder or build_embedder(settings.embeddings)
+        cached_embedder = CachedEmbedder(raw_embedder, cache)
+        counter = token_counter or build_token_counter(settings.chunking)
+        index = build_vector_index(settings, dimension=raw_embedder.dimension)
+        retrieval = RetrievalService(
+            uow=uow, embedder=cached_embedder, index=index, cache=cache, settings=settings.retrieval
+        )
+        chosen_llm = llm or build_llm(settings.llm)
+        runner_box: list[JobRunner] = []
+        ingestion = IngestionService(
+            uow=uow,
+            embedder=raw_embedder,
+            index=index,
+            retrieval=retrieval,
+            counter=counter,
+            chunking=settings.chunking,
+            limits=settings.limits,
+            on_submit=lambda: runner_box[0].wake() if runner_box else None,
+        )
+        runner = JobRunner(uow=uow, ingestion=ingestion, settings=settings.jobs)
+        runner_box.append(runner)
+        return cls(
+            settings=settings,
+            engine=engine,
+            statements=statements,
+            uow=uow,
+            embedder=cached_embedder,
+            llm=chosen_llm,
+            token_counter=counter,
+            index=index,
+            cache=cache,
+            retrieval=retrieval,
+            ingestion=ingestion,
+            collections=CollectionService(
+                uow=uow,
+                embedder=raw_embedder,
+                index=index,
+                retrieval=retrieval,
+                max_name_chars=settings.limits.max_name_chars,
+            ),
+            sessions=SessionService(uow=uow, limits=settings.limits),
+            chat=ChatService(
+                uow=uow,
+                retrieval=retrieval,
+                llm=chosen_llm,
+                prompts=PromptLibrary(settings.chat.prompts_dir),
+                counter=counter,
+                chat=settings.chat,
+                llm_settings=settings.llm,
+                retrieval_settings=settings.retrieval,
+                limits=settings.limits,
+            ),
+            runner=runner,
+        )
+
+    async def prepare_database(self) -> None:
+        """Apply migrations when configured to (the embedded default does)."""
+        if self.settings.jobs.auto_migrate:
+            await migrate.upgrade(self.engine)
+
+    async def start_background(self, *, run_jobs: bool | None = None) -> None:
+        """Start the in-process job runner and warm the vector index off the request path."""
+        if self.settings.jobs.run_in_process if run_jobs is None else run_jobs:
+            self.runner.start()
+        self._background.append(asyncio.create_task(self._warm_index(), name="warm-index"))
+
+    async def _warm_index(self) -> None:
+        try:
+            async with self.uow() as tx:
+                page = await tx.collections.page(limit=10_000, cursor=None)
+            await self.retrieval.sync([c.id for c in page.items], force=True)
+        except Exception:  # warming is an optimisation; searches sync on demand anyway
+            log.warning("index_warmup_failed", exc_info=True)
+
+    async def check_database(self) -> None:
+        """Raise if the database does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def aclose(self) -> None:
+        """Stop background work, persist index copies, close clients and the engine."""
+        await self.runner.stop()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        await self.index.aclose()
+        await self.llm.aclose()
+        await self.embedder.aclose()
+        await self.engine.dispose()

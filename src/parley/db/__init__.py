@@ -1,0 +1,1 @@
+"""Relational storage: SQLAlchemy models, engine/session factory and Alembic migrations."""

@@ -1,0 +1,76 @@
+"""Engine and session factory. Created by the container, never at import time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from parley.settings import Settings
+
+
+class StatementCounter:
+    """Counts SQL statements sent to the database (one per cursor execute or executemany).
+
+    Tests assert on it so N+1 regressions fail deterministically; benchmarks print it.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.statements: list[str] = []
+        self.recording = False
+
+    def reset(self, *, record: bool = False) -> None:
+        """Start counting from zero; with ``record`` keep the statement texts too."""
+        self.count = 0
+        self.statements = []
+        self.recording = record
+
+    def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.count += 1
+        if self.recording:
+            self.statements.append(statement)
+
+
+def create_engine(settings: Settings) -> tuple[AsyncEngine, StatementCounter]:
+    """Build the async engine for the configured database, with its statement counter."""
+    url = settings.resolved_database_url
+    kwargs: dict[str, Any] = {"echo": settings.sql_echo}
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    counter = StatementCounter()
+    event.listen(engine.sync_engine, "before_cursor_execute", counter._on_execute)
+    return engine, counter
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers proceed during a write; foreign keys make deletes cascade to chunks
+    # (and, through triggers, to the FTS index); NORMAL sync is durable in WAL mode.
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA busy_timeout=30000",
+        "PRAGMA temp_store=MEMORY",
+        "PRAGMA cache_size=-32000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

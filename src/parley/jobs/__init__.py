@@ -1,0 +1,1 @@
+"""Durable job execution: the in-process runner and the ``parley worker`` loop."""

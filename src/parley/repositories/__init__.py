@@ -1,0 +1,1 @@
+"""Queries on an ``AsyncSession``. Repositories never commit; the unit of work does."""

@@ -1,0 +1,1 @@
+"""Use cases. Services talk to ports and repositories, never to HTTP."""

@@ -1,0 +1,343 @@
+"""One chat turn, the hot path: history → (rewrite) → retrieve → budget → generate → persist."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+import structlog
+from cachetools import LRUCache
+from sqlalchemy.exc import IntegrityError
+
+from parley.db.base import utcnow
+from parley.db.models import MessageRow, SessionRow
+from parley.domain.budget import plan_budget
+from parley.domain.chat import HistoryMessage, Usage
+from parley.domain.retrieval import Citation, RetrievedChunk, SearchQuery
+from parley.errors import InvalidInput, NotFound
+from parley.providers.llm.base import LLM, GenerationRequest
+from parley.providers.tokenizers.base import TokenCounter
+from parley.services.prompt_library import PromptLibrary
+from parley.services.retrieval import RetrievalService
+from parley.services.uow import UnitOfWorkFactory
+from parley.settings import ChatSettings, LimitSettings, LLMSettings, RetrievalSettings
+
+log = structlog.get_logger(__name__)
+
+_SNIPPET_CHARS = 300
+
+
+@dataclass(slots=True)
+class PreparedTurn:
+    """Everything decided before generation starts (errors surface before any streaming)."""
+
+    session_id: str
+    content: str
+    request: GenerationRequest
+    sources: list[RetrievedChunk]
+    started: float
+    retrieval_ms: float
+    llm_ms: float = 0.0
+    rewritten_query: str | None = None
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """A finished turn as stored: the assistant message with citations and usage."""
+
+    session_id: str
+    user_message_id: int
+    message_id: int
+    content: str
+    citations: list[Citation]
+    usage: Usage
+    model: str
+    finish_reason: str
+    created_at: datetime
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The assistant message as returned by the API."""
+        return {
+            "id": self.message_id,
+            "session_id": self.session_id,
+            "role": "assistant",
+            "content": self.content,
+            "sources": [c.to_dict() for c in self.citations],
+            "usage": {
+                "input_tokens": self.usage.input_tokens,
+                "output_tokens": self.usage.output_tokens,
+                "total_tokens": self.usage.total_tokens,
+            },
+            "model": self.model,
+            "finish_reason": self.finish_reason,
+            "created_at": self.created_at.isoformat(),
+            "timings": self.timings,
+        }
+
+
+def citations_for(sources: list[RetrievedChunk]) -> list[Citation]:
+    """Number the sources given to the model from 1, as in the prompt."""
+    return [
+        Citation(
+            index=i,
+            chunk_id=s.chunk_id,
+            document_id=s.document_id,
+            collection_id=s.collection_id,
+            title=s.document_title,
+            source=s.source,
+            snippet=s.text[:_SNIPPET_CHARS],
+            score=s.score,
+            page=s.page,
+            section=s.section,
+        )
+        for i, s in enumerate(sources, start=1)
+    ]
+
+
+class ChatService:
+    """Runs chat turns with a bounded number of round trips (see ``docs/benchmarks.md``)."""
+
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        retrieval: RetrievalService,
+        llm: LLM,
+        prompts: PromptLibrary,
+        counter: TokenCounter,
+        chat: ChatSettings,
+        llm_settings: LLMSettings,
+        retrieval_settings: RetrievalSettings,
+        limits: LimitSettings,
+    ) -> None:
+        self._uow = uow
+        self._retrieval = retrieval
+        self._llm = llm
+        self._prompts = prompts
+        self._counter = counter
+        self._chat = chat
+        self._llm_settings = llm_settings
+        self._retrieval_settings = retrieval_settings
+        self._limits = limits
+        # A session's collections never change after creation, so they can be remembered;
+        # this lets retrieval start while the history is still loading.
+        self._scopes: LRUCache[str, list[str]] = LRUCache(maxsize=10_000)
+
+    async def prepare(self, *, session_id: str, content: str, top_k: int | None = None) -> PreparedTurn:
+        """Validate, load history, retrieve and build the prompt. Raises before any output."""
+        started = time.perf_counter()
+        text = content.strip()
+        if not text:
+            raise InvalidInput("message content is empty", field="content")
+        if len(text) > self._limits.max_message_chars:
+            raise InvalidInput(
+                f"message content is limited to {self._limits.max_message_chars} characters",
+                field="content",
+            )
+        k = top_k or self._retrieval_settings.top_k
+        if not 1 <= k <= self._limits.max_top_k:
+            raise InvalidInput(f"top_k must be 1..{self._limits.max_top_k}", field="top_k")
+        rewrite = self._llm.generative and self._llm_settings.rewrite_followups
+        scope = self._scopes.get(session_id)
+        llm_ms = 0.0
+        rewritten: str | None = None
+        if scope is not None and not rewrite:
+            (session, history), sources = await asyncio.gather(
+                self._load(session_id), self._search(text, scope, k)
+            )
+        else:
+            session, history = await self._load(session_id)
+            scope = session.collection_ids
+            query = text
+            if rewrite and history:
+                t = time.perf_counter()
+                rewritten = await self._rewrite(text, history)
+                llm_ms += (time.perf_counter() - t) * 1000
+                query = rewritten or text
+            sources = await self._search(query, scope, k)
+        retrieval_ms = (time.perf_counter() - started) * 1000 - llm_ms
+        plan = plan_budget(
+            history=history,
+            chunks=sources,
+            budget=self._chat.context_budget_tokens,
+            history_share=self._chat.history_share,
+        )
+        messages = self._prompts.build_answer_messages(
+            question=text, sources=plan.chunks, history=plan.history
+        )
+        request = GenerationRequest(
+            messages=messages,
+            question=text,
+            sources=plan.chunks,
+            max_tokens=self._llm_settings.max_output_tokens,
+            temperature=self._llm_settings.temperature,
+        )
+        return PreparedTurn(
+            session_id=session_id,
+            content=text,
+            request=request,
+            sources=plan.chunks,
+            started=started,
+            retrieval_ms=retrieval_ms,
+            llm_ms=llm_ms,
+            rewritten_query=rewritten,
+        )
+
+    async def complete(self, turn: PreparedTurn) -> TurnResult:
+        """Generate the whole answer, then persist the turn."""
+        t = time.perf_counter()
+        completion = await self._llm.complete(turn.request)
+        turn.llm_ms += (time.perf_counter() - t) * 1000
+        return await self._persist(
+            turn, completion.text, completion.usage, completion.model, completion.finish_reason
+        )
+
+    async def stream(self, turn: PreparedTurn) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(event, data)`` pairs: ``sources``, many ``token``, then ``done``.
+
+        If the client goes away mid-answer, what was generated is still persisted (marked
+        ``interrupted``) so the conversation loses nothing.
+        """
+        citations = citations_for(turn.sources)
+        yield "sources", {"sources": [c.to_dict() for c in citations]}
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish = "stop"
+        done = False
+        try:
+            t = time.perf_counter()
+            async for delta in self._llm.stream(turn.request):
+                if delta.text:
+                    parts.append(delta.text)
+                    yield "token", {"text": delta.text}
+                if delta.usage is not None:
+                    usage = delta.usage
+                if delta.finish_reason:
+                    finish = delta.finish_reason
+            turn.llm_ms += (time.perf_counter() - t) * 1000
+            result = await self._persist(
+                turn, "".join(parts), usage or Usage(), self._llm.model, finish
+            )
+            done = True
+            yield "done", result.to_dict()
+        finally:
+            if not done and parts:
+                with anyio.CancelScope(shield=True):
+                    await self._persist(
+                        turn, "".join(parts), usage or Usage(), self._llm.model, "interrupted"
+                    )
+
+    async def _load(self, session_id: str) -> tuple[SessionRow, list[HistoryMessage]]:
+        async with self._uow() as tx:
+            session, rows = await tx.sessions.with_recent_messages(
+                session_id, limit=self._chat.history_messages
+            )
+        if session is None:
+            self._scopes.pop(session_id, None)
+            raise NotFound(f"session {session_id} not found")
+        self._scopes[session_id] = list(session.collection_ids)
+        history = [
+            HistoryMessage(role=r.role, content=r.content, token_count=r.token_count)  # type: ignore[arg-type]
+            for r in rows
+            if r.role in ("user", "assistant") and r.content
+        ]
+        return session, history
+
+    async def _search(self, query: str, scope: list[str], k: int) -> list[RetrievedChunk]:
+        return await self._retrieval.search(SearchQuery(text=query, collection_ids=scope, top_k=k))
+
+    async def _rewrite(self, question: str, history: list[HistoryMessage]) -> str | None:
+        messages = self._prompts.build_rewrite_messages(question=question, history=history[-6:])
+        request = GenerationRequest(messages=messages, question=question, max_tokens=128, temperature=0.0)
+        completion = await self._llm.complete(request)
+        rewritten = completion.text.strip().strip('"').strip()
+        return rewritten[: self._limits.max_query_chars] or None
+
+    async def _persist(
+        self, turn: PreparedTurn, answer: str, usage: Usage, model: str, finish: str
+    ) -> TurnResult:
+        citations = citations_for(turn.sources)
+        t = time.perf_counter()
+        now = utcnow()
+        user_tokens, answer_tokens = self._counter.count_many([turn.content, answer])
+        total_ms = (time.perf_counter() - turn.started) * 1000
+        rows = [
+            {
+                "session_id": turn.session_id,
+                "role": "user",
+                "content": turn.content,
+                "sources": [],
+                "token_count": user_tokens,
+                "created_at": now,
+            },
+            {
+                "session_id": turn.session_id,
+                "role": "assistant",
+                "content": answer,
+                "sources": [c.to_dict() for c in citations],
+                "token_count": answer_tokens,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "latency_ms": round(total_ms, 3),
+                "model": model,
+                "finish_reason": finish,
+                "created_at": now,
+            },
+        ]
+        # Both messages, their sources and usage: one statement, one transaction.
+        async with self._uow() as tx:
+            try:
+                user_id, assistant_id = await tx.sessions.add_messages(rows)
+            except IntegrityError as exc:  # the session was deleted during the turn
+                raise NotFound(f"session {turn.session_id} not found") from exc
+            await tx.commit()
+        persist_ms = (time.perf_counter() - t) * 1000
+        total_ms = (time.perf_counter() - turn.started) * 1000
+        timings = {
+            "retrieval_ms": round(turn.retrieval_ms, 3),
+            "llm_ms": round(turn.llm_ms, 3),
+            "persist_ms": round(persist_ms, 3),
+            "total_ms": round(total_ms, 3),
+            "overhead_ms": round(total_ms - turn.llm_ms, 3),
+        }
+        log.info("chat_turn", session_id=turn.session_id, message_id=assistant_id, **timings)
+        return TurnResult(
+            session_id=turn.session_id,
+            user_message_id=user_id,
+            message_id=assistant_id,
+            content=answer,
+            citations=citations,
+            usage=usage,
+            model=model,
+            finish_reason=finish,
+            created_at=now,
+            timings=timings,
+        )
+
+
+def message_dict(row: MessageRow) -> dict[str, Any]:
+    """A stored message as returned by the API."""
+    out: dict[str, Any] = {
+        "id": row.id,
+        "session_id": row.session_id,
+        "role": row.role,
+        "content": row.content,
+        "created_at": row.created_at.isoformat(),
+    }
+    if row.role == "assistant":
+        out["sources"] = row.sources or []
+        out["usage"] = {
+            "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens,
+            "total_tokens": row.input_tokens + row.output_tokens,
+        }
+        out["model"] = row.model
+        out["finish_reason"] = row.finish_reason
+        out["latency_ms"] = row.latency_ms
+    return out

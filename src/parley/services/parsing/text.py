@@ -1,0 +1,11 @@
+"""Plain text: the whole file is one section."""
+
+from __future__ import annotations
+
+from parley.domain.documents import ParsedDocument, Section
+from parley.services.parsing.common import build_document, decode_text
+
+
+def parse_text(data: bytes, *, fallback_title: str) -> ParsedDocument:
+    """Parse UTF-8 plain text; the chunker splits it into paragraphs and sentences later."""
+    return build_document(title=fallback_title, sections=[Section(text=decode_text(data))])
