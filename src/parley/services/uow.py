@@ -45,8 +45,10 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # close() alone ends the transaction without expiring loaded objects, so results stay
+        # readable after the block; on an error, roll back explicitly first.
         try:
-            if self.session.in_transaction():
+            if exc_type is not None and self.session.in_transaction():
                 await self.session.rollback()
         finally:
             await self.session.close()
