@@ -96,7 +96,20 @@ class SessionRepository:
             next_cursor = encode_cursor([rows[-1].id])
         return Page(items=rows, next_cursor=next_cursor)
 
-    async def add_messages(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert messages in ONE batched statement; return their ids in input order."""
-        stmt = insert(MessageRow).returning(MessageRow.id, sort_by_parameter_order=True)
-        return [int(i) for i in (await self.session.scalars(stmt, list(rows))).all()]
+    async def add_messages(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+        """Insert messages in ONE multi-row statement; return their ids by role.
+
+        Rows must share the same keys. RETURNING order is not guaranteed across backends and
+        asking SQLAlchemy to sort splits the batch, so ids are matched back by role instead.
+        """
+        if len({r["role"] for r in rows}) != len(rows):
+            raise ValueError("add_messages takes at most one message per role")
+        # render_nulls keeps None-valued columns in the statement, so the rows batch into a
+        # single INSERT instead of one statement per distinct set of non-null columns.
+        stmt = (
+            insert(MessageRow)
+            .returning(MessageRow.id, MessageRow.role)
+            .execution_options(render_nulls=True)
+        )
+        result = await self.session.execute(stmt, list(rows))
+        return {role: int(mid) for mid, role in result.all()}

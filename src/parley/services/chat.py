@@ -274,6 +274,12 @@ class ChatService:
                 "content": turn.content,
                 "sources": [],
                 "token_count": user_tokens,
+                # Same keys as the assistant row, so both go out as ONE multi-row INSERT.
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "latency_ms": None,
+                "model": None,
+                "finish_reason": None,
                 "created_at": now,
             },
             {
@@ -293,10 +299,11 @@ class ChatService:
         # Both messages, their sources and usage: one statement, one transaction.
         async with self._uow() as tx:
             try:
-                user_id, assistant_id = await tx.sessions.add_messages(rows)
+                ids = await tx.sessions.add_messages(rows)
             except IntegrityError as exc:  # the session was deleted during the turn
                 raise NotFound(f"session {turn.session_id} not found") from exc
             await tx.commit()
+        user_id, assistant_id = ids["user"], ids["assistant"]
         persist_ms = (time.perf_counter() - t) * 1000
         total_ms = (time.perf_counter() - turn.started) * 1000
         timings = {
