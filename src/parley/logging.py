@@ -8,8 +8,28 @@ import sys
 import structlog
 
 
-def configure_logging(*, level: str = "info", json: bool = True) -> None:
-    """Route structlog and stdlib logging to stderr as JSON (or console) lines."""
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (it may be swapped, e.g. by tests)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
+def configure_logging(*, level: str = "info", json: bool = True, cache: bool = True) -> None:
+    """Route structlog and stdlib logging to stderr as JSON (or console) lines.
+
+    ``cache`` binds loggers on first use (fastest); commands that may run with a swapped
+    ``sys.stderr`` pass False.
+    """
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -27,11 +47,11 @@ def configure_logging(*, level: str = "info", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=cache,
     )
     # Libraries that log through the stdlib (uvicorn, sqlalchemy) get the same format.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
@@ -44,5 +64,7 @@ def configure_logging(*, level: str = "info", json: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # pypdf reports recoverable quirks of damaged files as warnings; the outcome is logged.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     # Access lines are replaced by our own request log (with request id and timings).
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

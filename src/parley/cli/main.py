@@ -44,7 +44,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 @asynccontextmanager
 async def _container(*, quiet: bool = True) -> AsyncIterator[Container]:
     settings = Settings()
-    configure_logging(level="warning" if quiet else settings.server.log_level, json=False)
+    configure_logging(
+        level="warning" if quiet else settings.server.log_level, json=False, cache=False
+    )
     container = Container.build(settings)
     try:
         await container.prepare_database()
@@ -86,7 +88,7 @@ def migrate() -> None:
 
     async def run() -> tuple[str | None, str | None]:
         settings = Settings()
-        configure_logging(level="warning", json=False)
+        configure_logging(level="warning", json=False, cache=False)
         container = Container.build(settings)
         try:
             await migrations.upgrade(container.engine)

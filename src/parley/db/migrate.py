@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -12,6 +13,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _SCRIPTS = Path(__file__).parent / "migrations"
+# Objects managed by hand in migrations (SQLite FTS5 table and its shadow tables), which
+# autogenerate must neither create nor drop.
+_UNMANAGED_PREFIXES = ("chunks_fts",)
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic autogenerate filter: skip objects the models do not describe."""
+    return not (type_ == "table" and name is not None and name.startswith(_UNMANAGED_PREFIXES))
 
 
 def _config() -> Config:
