@@ -10,9 +10,11 @@ import httpx
 from tests.conftest import example_files
 
 
-async def wait_for_job(client: httpx.AsyncClient, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+async def wait_for_job(
+    client: httpx.AsyncClient, job_id: str, limit_s: float = 30.0
+) -> dict[str, Any]:
     """Poll a job until it reaches a terminal state."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + limit_s
     while True:
         body: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
         if body["status"] in ("succeeded", "failed"):

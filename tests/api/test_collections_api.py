@@ -147,7 +147,10 @@ async def test_unsupported_or_misdeclared_upload_is_415_and_leaves_nothing(
         [("files", ("image.png", png, "image/png"))],
         [("files", ("notes.txt", png, "text/plain"))],
         [("files", ("report.pdf", zip_bytes.getvalue(), "application/pdf"))],
-        [*example_files("quickstart.txt"), ("files", ("x.exe", b"MZ\x90\x00", "application/x-msdownload"))],
+        [
+            *example_files("quickstart.txt"),
+            ("files", ("x.exe", b"MZ\x90\x00", "application/x-msdownload")),
+        ],
     ]
     for files in cases:
         r = await client.post(f"/v1/collections/{cid}/documents", files=files)
@@ -179,9 +182,7 @@ async def test_upload_without_files_is_422(client: httpx.AsyncClient) -> None:
     cid = (await client.post("/v1/collections", json={"name": "empty"})).json()["id"]
     r = await client.post(f"/v1/collections/{cid}/documents", data={"x": "1"})
     assert r.status_code == 422 and r.json()["code"] == "invalid_input"
-    empty = await client.post(
-        f"/v1/collections/{cid}/documents", files=[("files", ("e.txt", b""))]
-    )
+    empty = await client.post(f"/v1/collections/{cid}/documents", files=[("files", ("e.txt", b""))])
     assert empty.status_code == 422
 
 
@@ -205,7 +206,10 @@ async def test_unknown_job_and_document_are_404(client: httpx.AsyncClient) -> No
 
 async def test_metadata_is_stored_and_filterable(client: httpx.AsyncClient) -> None:
     cid = (await client.post("/v1/collections", json={"name": "meta"})).json()["id"]
-    for team, text in (("blue", b"Blue team owns the ferry schedule."), ("red", b"Red team owns the ferry tickets.")):
+    for team, text in (
+        ("blue", b"Blue team owns the ferry schedule."),
+        ("red", b"Red team owns the ferry tickets."),
+    ):
         r = await client.post(
             f"/v1/collections/{cid}/documents",
             files=[("files", (f"{team}.txt", text))],

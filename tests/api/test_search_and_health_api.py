@@ -26,7 +26,12 @@ async def test_search_finds_the_passage_with_ranks(client: httpx.AsyncClient) ->
 
 async def test_search_filters_by_document_fields(client: httpx.AsyncClient) -> None:
     cid = await make_collection(client, "kb")
-    body = {"query": "battery", "collection_ids": [cid], "top_k": 20, "filters": {"source": "faq.json"}}
+    body = {
+        "query": "battery",
+        "collection_ids": [cid],
+        "top_k": 20,
+        "filters": {"source": "faq.json"},
+    }
     results = (await client.post("/v1/search", json=body)).json()["results"]
     assert results and {h["source"] for h in results} == {"faq.json"}
     body["filters"] = {"page": 2}
@@ -55,7 +60,14 @@ async def test_search_validation(client: httpx.AsyncClient) -> None:
 
 async def test_fts_syntax_in_queries_is_harmless(client: httpx.AsyncClient) -> None:
     cid = await make_collection(client, "kb", "faq.json")
-    for query in ('"unbalanced', "NEAR(a b)", "col:value*", "AND OR NOT", "'; DROP TABLE chunks; --", "ü∂ƒ©˙∆"):
+    for query in (
+        '"unbalanced',
+        "NEAR(a b)",
+        "col:value*",
+        "AND OR NOT",
+        "'; DROP TABLE chunks; --",
+        "ü∂ƒ©˙∆",
+    ):
         r = await client.post("/v1/search", json={"query": query, "collection_ids": [cid]})
         assert r.status_code == 200, (query, r.text)
     still = await client.post("/v1/search", json={"query": "waterproof", "collection_ids": [cid]})

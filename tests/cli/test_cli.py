@@ -80,5 +80,7 @@ def test_chat_keeps_a_session(env: Path) -> None:
     assert result.exit_code == 0, result.output
     session_id = re.search(r"session (\w+)", result.output).group(1)  # type: ignore[union-attr]
     assert result.output.count("parley>") == 2 and "IPX5" in result.output
-    resumed = runner.invoke(app, ["chat", "--collection", "faq", "--session", session_id], input="\n")
+    resumed = runner.invoke(
+        app, ["chat", "--collection", "faq", "--session", session_id], input="\n"
+    )
     assert resumed.exit_code == 0 and session_id in resumed.output

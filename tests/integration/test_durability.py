@@ -33,7 +33,11 @@ def example_uploads(*names: str) -> list[UploadedFile]:
 
 async def chunk_count(container: Container, collection_id: str) -> int:
     async with container.uow() as tx:
-        stmt = select(func.count()).select_from(ChunkRow).where(ChunkRow.collection_id == collection_id)
+        stmt = (
+            select(func.count())
+            .select_from(ChunkRow)
+            .where(ChunkRow.collection_id == collection_id)
+        )
         return int((await tx.session.execute(stmt)).scalar_one())
 
 
@@ -150,7 +154,9 @@ async def test_writes_from_another_process_become_searchable(settings: Settings)
         cid = (await cli.collections.create(name="kb")).row.id
         q = SearchQuery(text="restocking fee ridden bike", collection_ids=[cid], top_k=3)
         assert await server.retrieval.search(q) == []
-        job = await cli.ingestion.submit(collection_id=cid, files=example_uploads("returns-policy.docx"))
+        job = await cli.ingestion.submit(
+            collection_id=cid, files=example_uploads("returns-policy.docx")
+        )
         await cli.runner.run_once(job_id=job.id)
         hits = await server.retrieval.search(q)
         assert hits and hits[0].source == "returns-policy.docx"

@@ -22,7 +22,14 @@ async def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
         assert current == head is not None
         async with engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-            assert {"collections", "documents", "chunks", "chunks_fts", "sessions", "messages"} <= tables
+            assert {
+                "collections",
+                "documents",
+                "chunks",
+                "chunks_fts",
+                "sessions",
+                "messages",
+            } <= tables
             diff = await conn.run_sync(
                 lambda c: compare_metadata(
                     MigrationContext.configure(c, opts={"include_name": migrate.include_name}),
@@ -37,8 +44,10 @@ async def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
         await migrate.upgrade(engine)
         async with engine.connect() as conn:
             triggers = (
-                await conn.execute(text("SELECT name FROM sqlite_master WHERE type='trigger'"))
-            ).scalars().all()
+                (await conn.execute(text("SELECT name FROM sqlite_master WHERE type='trigger'")))
+                .scalars()
+                .all()
+            )
         assert set(triggers) == {"chunks_fts_ai", "chunks_fts_ad", "chunks_fts_au"}
     finally:
         await engine.dispose()

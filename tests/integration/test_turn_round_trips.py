@@ -53,9 +53,13 @@ async def test_repeated_query_is_served_from_the_search_cache(container: Contain
     cid = await ingest_examples(container)
     sid = (await container.sessions.create(collection_ids=[cid])).row.id
     for _ in range(2):
-        await container.chat.complete(await container.chat.prepare(session_id=sid, content="same question"))
+        await container.chat.complete(
+            await container.chat.prepare(session_id=sid, content="same question")
+        )
     container.statements.reset()
-    await container.chat.complete(await container.chat.prepare(session_id=sid, content="same question"))
+    await container.chat.complete(
+        await container.chat.prepare(session_id=sid, content="same question")
+    )
     assert container.statements.count == 2  # history + insert; retrieval hit the cache
 
 

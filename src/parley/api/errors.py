@@ -71,7 +71,9 @@ def problem(
     return body
 
 
-def problem_response(status: int, body: dict[str, Any], request: Request | None = None) -> JSONResponse:
+def problem_response(
+    status: int, body: dict[str, Any], request: Request | None = None
+) -> JSONResponse:
     """Render a problem body; the request id is echoed so users can quote it."""
     if request is not None:
         rid = getattr(request.state, "request_id", None)
@@ -84,7 +86,7 @@ def status_for(exc: errors.ParleyError) -> int:
     """HTTP status for a domain error (most specific class wins)."""
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 500
 
 
@@ -104,7 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        issues = [
+        issues: list[dict[str, Any]] = [
             {
                 "loc": [str(p) for p in e.get("loc", ())],
                 "msg": str(e.get("msg", "")),
@@ -112,8 +114,10 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        first = issues[0] if issues else {"loc": [], "msg": "invalid request"}
-        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        detail = "invalid request"
+        if issues:
+            loc, msg = ".".join(issues[0]["loc"]), str(issues[0]["msg"])
+            detail = f"{loc}: {msg}" if loc else msg
         return problem_response(
             422, problem(422, code="invalid_input", detail=detail, errors=issues), request
         )
@@ -123,7 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         response = problem_response(
             exc.status_code,
-            problem(exc.status_code, code=code, detail=str(exc.detail), title=None),
+            problem(exc.status_code, code=code, detail=f"{exc.detail}", title=None),
             request,
         )
         if exc.headers:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -128,7 +127,10 @@ def collections() -> None:
     table = Table("id", "name", "documents", "chunks", "embedding model")
     for view in _run(run()):
         table.add_row(
-            view.row.id, view.row.name, str(view.documents), str(view.chunks),
+            view.row.id,
+            view.row.name,
+            str(view.documents),
+            str(view.chunks),
             view.row.embedding_model,
         )
     console.print(table)
@@ -214,4 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -77,9 +77,7 @@ class SearchQuery:
     filters: dict[str, Any] = field(default_factory=dict)
 
 
-def reciprocal_rank_fusion(
-    rankings: list[list[int]], *, k: int = 60
-) -> list[tuple[int, float]]:
+def reciprocal_rank_fusion(rankings: list[list[int]], *, k: int = 60) -> list[tuple[int, float]]:
     """Fuse ranked id lists into one ranking by summing ``1 / (k + rank)`` (rank from 1).
 
     Items found by several retrievers rise; ties keep first-seen order so results are stable.

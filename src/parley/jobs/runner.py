@@ -114,6 +114,8 @@ class JobRunner:
                 await tx.jobs.finish(job.id, status="failed", error=f"{type(exc).__name__}: {exc}")
             else:
                 await tx.jobs.release(
-                    job.id, worker_id=self.worker_id, error=f"retrying after {type(exc).__name__}: {exc}"
+                    job.id,
+                    worker_id=self.worker_id,
+                    error=f"retrying after {type(exc).__name__}: {exc}",
                 )
             await tx.commit()

@@ -70,9 +70,9 @@ class CollectionRepository:
         """(version, embedding model) of each existing collection, in one statement."""
         if not collection_ids:
             return {}
-        stmt = select(
-            CollectionRow.id, CollectionRow.version, CollectionRow.embedding_model
-        ).where(CollectionRow.id.in_(list(collection_ids)))
+        stmt = select(CollectionRow.id, CollectionRow.version, CollectionRow.embedding_model).where(
+            CollectionRow.id.in_(list(collection_ids))
+        )
         rows = (await self.session.execute(stmt)).all()
         return {cid: (int(v), model) for cid, v, model in rows}
 

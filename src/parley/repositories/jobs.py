@@ -56,7 +56,7 @@ class JobRepository:
         if job_id is not None:
             pick = pick.where(JobRow.id == job_id)
         pick = pick.order_by(JobRow.created_at).limit(1)
-        if self.session.bind.dialect.name == "postgresql":
+        if self.session.get_bind().dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         stmt = (
             update(JobRow)

@@ -96,11 +96,18 @@ class SearchRepository:
         joined = ChunkRow.__table__.join(DocumentRow.__table__, _d.id == _c.document_id)
         expression = fts_expression(query)
         selected: list[Any] = [
-            _c.id, _c.collection_id, _c.document_id, _c.text, _c.token_count, _c.position,
-            _c.meta, _d.title, _d.source,
+            _c.id,
+            _c.collection_id,
+            _c.document_id,
+            _c.text,
+            _c.token_count,
+            _c.position,
+            _c.meta,
+            _d.title,
+            _d.source,
         ]
         if expression is not None:
-            bm25 = literal_column("bm25(chunks_fts)")
+            bm25: Any = literal_column("bm25(chunks_fts)")
             kw = (
                 select(_c.id.label("id"), bm25.label("bm25"))
                 .select_from(_fts.join(joined, _c.id == _fts.c.rowid))
@@ -117,16 +124,25 @@ class SearchRepository:
         else:
             if not dense_ids:
                 return {}, []
-            stmt = select(*selected, literal_column("NULL").label("bm25")).select_from(
-                joined
-            ).where(_c.id.in_(list(dense_ids)), *conditions)
+            stmt = (
+                select(*selected, literal_column("NULL").label("bm25"))
+                .select_from(joined)
+                .where(_c.id.in_(list(dense_ids)), *conditions)
+            )
         rows = (await self.session.execute(stmt)).all()
         chunks: dict[int, RetrievedChunk] = {}
         scored: list[tuple[float, int]] = []
         for cid, coll, doc, text, tokens, pos, meta, title, source, bm25_score in rows:
             chunks[cid] = RetrievedChunk(
-                chunk_id=cid, collection_id=coll, document_id=doc, document_title=title,
-                source=source, text=text, token_count=tokens, position=pos, meta=meta or {},
+                chunk_id=cid,
+                collection_id=coll,
+                document_id=doc,
+                document_title=title,
+                source=source,
+                text=text,
+                token_count=tokens,
+                position=pos,
+                meta=meta or {},
             )
             if bm25_score is not None:
                 scored.append((float(bm25_score), cid))

@@ -89,7 +89,9 @@ class SessionRepository:
             if not isinstance(after, int):
                 raise InvalidInput("malformed cursor", field="cursor")
             stmt = stmt.where(MessageRow.id > after)
-        rows = list((await self.session.scalars(stmt.order_by(MessageRow.id).limit(limit + 1))).all())
+        rows = list(
+            (await self.session.scalars(stmt.order_by(MessageRow.id).limit(limit + 1))).all()
+        )
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]

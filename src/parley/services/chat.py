@@ -129,7 +129,9 @@ class ChatService:
         # this lets retrieval start while the history is still loading.
         self._scopes: LRUCache[str, list[str]] = LRUCache(maxsize=10_000)
 
-    async def prepare(self, *, session_id: str, content: str, top_k: int | None = None) -> PreparedTurn:
+    async def prepare(
+        self, *, session_id: str, content: str, top_k: int | None = None
+    ) -> PreparedTurn:
         """Validate, load history, retrieve and build the prompt. Raises before any output."""
         started = time.perf_counter()
         text = content.strip()
@@ -254,7 +256,9 @@ class ChatService:
 
     async def _rewrite(self, question: str, history: list[HistoryMessage]) -> str | None:
         messages = self._prompts.build_rewrite_messages(question=question, history=history[-6:])
-        request = GenerationRequest(messages=messages, question=question, max_tokens=128, temperature=0.0)
+        request = GenerationRequest(
+            messages=messages, question=question, max_tokens=128, temperature=0.0
+        )
         completion = await self._llm.complete(request)
         rewritten = completion.text.strip().strip('"').strip()
         return rewritten[: self._limits.max_query_chars] or None

@@ -184,12 +184,12 @@ class IngestionService:
         data = item.content or b""
         async with self._uow() as tx:
             existing = await tx.documents.get_by_source(collection_id, item.filename)
-        if existing is not None and existing.content_hash == item.content_hash:
-            if existing.status == "ready":
-                async with self._uow() as tx:
-                    await tx.jobs.finish_item(item.id, status="skipped", document_id=existing.id)
-                    await tx.commit()
-                return ItemOutcome(item.filename, "skipped", document_id=existing.id)
+        unchanged = existing is not None and existing.content_hash == item.content_hash
+        if existing is not None and unchanged and existing.status == "ready":
+            async with self._uow() as tx:
+                await tx.jobs.finish_item(item.id, status="skipped", document_id=existing.id)
+                await tx.commit()
+            return ItemOutcome(item.filename, "skipped", document_id=existing.id)
         try:
             prepared = await asyncio.to_thread(self._prepare, data, item)
         except ParseError as exc:

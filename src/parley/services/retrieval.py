@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import structlog
@@ -66,7 +67,7 @@ class RetrievalService:
         if key is not None:
             cached = await self._cache.get(key)
             if cached is not None:
-                return list(cached)  # type: ignore[call-overload]
+                return list(cast("tuple[RetrievedChunk, ...]", cached))
         vector = (await self._embedder.embed([query.text], kind="query"))[0]
         # Dense search is an in-process lookup; its hits are hydrated by the same SQL
         # statement that ranks keywords, so a search costs one round trip to the database.

@@ -124,9 +124,7 @@ async def send_message(
             f"content is limited to {container.settings.limits.max_message_chars} characters",
             field="content",
         )
-    wants_stream = (
-        stream or body.stream or "text/event-stream" in request.headers.get("accept", "")
-    )
+    wants_stream = stream or body.stream or "text/event-stream" in request.headers.get("accept", "")
     turn = await container.chat.prepare(
         session_id=session_id, content=body.content, top_k=body.top_k
     )

@@ -37,7 +37,11 @@ async def readyz(container: ContainerDep) -> JSONResponse:
         components["database"] = {"status": "down", "detail": type(exc).__name__}
         ready = False
     components["embedder"] = {"status": "ok", "model": container.embedder.model_id}
-    components["llm"] = {"status": "ok", "provider": container.llm.name, "model": container.llm.model}
+    components["llm"] = {
+        "status": "ok",
+        "provider": container.llm.name,
+        "model": container.llm.model,
+    }
     components["jobs"] = {"status": "ok", "in_process": container.settings.jobs.run_in_process}
     body = {"status": "ok" if ready else "unavailable", "components": components}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from parley.db.base import Base
 from parley.db.migrate import include_name
-from parley.db.models import Base
 
 target_metadata = Base.metadata
 
