@@ -26,7 +26,6 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
     log_json: bool = True
-    request_timeout_s: float = Field(default=120.0, gt=0)
 
 
 class LimitSettings(BaseModel):
@@ -40,13 +39,14 @@ class LimitSettings(BaseModel):
     max_top_k: int = Field(default=50, gt=0)
     max_collections_per_query: int = Field(default=20, gt=0)
     max_name_chars: int = Field(default=200, gt=0)
-    max_page_size: int = Field(default=200, gt=0)
 
 
 class EmbeddingSettings(BaseModel):
     """Which embedder turns text into vectors."""
 
-    provider: Literal["local", "openai", "fake"] = "local"
+    provider: Literal["local", "openai", "fake"] = Field(
+        default="local", description="local = MiniLM ONNX shipped in a wheel; openai = any /v1/embeddings server"
+    )
     model: str = "all-MiniLM-L6-v2-onnx-int8"
     base_url: str | None = None
     api_key: SecretStr | None = None
@@ -62,7 +62,7 @@ class LLMSettings(BaseModel):
     """Which model writes answers. ``extractive`` needs no model at all."""
 
     provider: Literal["extractive", "openai", "anthropic", "fake"] = "extractive"
-    model: str = "gpt-4o-mini"
+    model: str | None = Field(default=None, description="required for openai and anthropic")
     base_url: str | None = None
     api_key: SecretStr | None = None
     timeout_s: float = Field(default=60.0, gt=0)

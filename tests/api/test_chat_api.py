@@ -196,3 +196,9 @@ async def test_chat_over_several_collections(client: httpx.AsyncClient) -> None:
     )
     sources = {s["collection_id"] for s in r.json()["sources"]}
     assert sources == {a, b}
+
+
+async def test_sessions_accept_collection_names(client: httpx.AsyncClient) -> None:
+    cid = (await client.post("/v1/collections", json={"name": "by-name"})).json()["id"]
+    r = await client.post("/v1/sessions", json={"collection_ids": ["by-name", cid]})
+    assert r.status_code == 201 and r.json()["collection_ids"] == [cid]

@@ -59,11 +59,17 @@ def _extractive_llm(s: LLMSettings) -> LLM:
     return ExtractiveLLM()
 
 
+def _model(s: LLMSettings) -> str:
+    if not s.model:
+        raise ConfigurationError(f"set PARLEY_LLM__MODEL to use the {s.provider} LLM provider")
+    return s.model
+
+
 def _openai_llm(s: LLMSettings) -> LLM:
     from parley.providers.llm.openai import OpenAILLM
 
     return OpenAILLM(
-        model=s.model,
+        model=_model(s),
         base_url=s.base_url,
         api_key=_secret(s.api_key),
         timeout_s=s.timeout_s,
@@ -76,7 +82,7 @@ def _anthropic_llm(s: LLMSettings) -> LLM:
     from parley.providers.llm.anthropic import AnthropicLLM
 
     return AnthropicLLM(
-        model=s.model,
+        model=_model(s),
         base_url=s.base_url,
         api_key=_secret(s.api_key),
         timeout_s=s.timeout_s,

@@ -39,6 +39,15 @@ class CollectionRepository:
         stmt = select(CollectionRow).where(CollectionRow.id.in_(list(collection_ids)))
         return list((await self.session.scalars(stmt)).all())
 
+    async def ids_by_name(self, names: Sequence[str]) -> dict[str, str]:
+        """Map collection names to ids, in one statement (unknown names are absent)."""
+        if not names:
+            return {}
+        stmt = select(CollectionRow.name, CollectionRow.id).where(
+            CollectionRow.name.in_(list(names))
+        )
+        return {name: cid for name, cid in (await self.session.execute(stmt)).all()}
+
     async def page(self, *, limit: int, cursor: str | None) -> Page[CollectionRow]:
         """Collections, oldest first."""
         return await keyset_page(

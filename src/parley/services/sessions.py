@@ -27,7 +27,7 @@ class SessionService:
         self._limits = limits
 
     async def create(self, *, collection_ids: list[str], title: str | None = None) -> SessionView:
-        """Start a session over existing collections."""
+        """Start a session over existing collections, given by id or by name."""
         ids = list(dict.fromkeys(collection_ids))
         if not ids:
             raise InvalidInput("at least one collection id is required", field="collection_ids")
@@ -40,10 +40,15 @@ class SessionService:
             raise InvalidInput(f"title is limited to {self._limits.max_name_chars} characters")
         async with self._uow() as tx:
             found = {c.id for c in await tx.collections.get_many(ids)}
-            missing = [cid for cid in ids if cid not in found]
-            if missing:
-                raise NotFound(f"collection {missing[0]} not found", field="collection_ids")
-            row = await tx.sessions.add(SessionRow(collection_ids=ids, title=title))
+            by_name = await tx.collections.ids_by_name([r for r in ids if r not in found])
+            resolved: list[str] = []
+            for ref in ids:
+                cid = ref if ref in found else by_name.get(ref)
+                if cid is None:
+                    raise NotFound(f"collection {ref!r} not found", field="collection_ids")
+                resolved.append(cid)
+            resolved = list(dict.fromkeys(resolved))
+            row = await tx.sessions.add(SessionRow(collection_ids=resolved, title=title))
             await tx.commit()
         return SessionView(row, 0)
 
