@@ -1,0 +1,429 @@
+"""Chat-turn overhead against a running server, with the fake LLM and the fake embedder.
+
+"Overhead" is everything outside the model: the server reports it per turn in ``timings``
+(``overhead_ms = total_ms - llm_ms``, measured from the start of the turn to the commit);
+the client-side latency adds HTTP parsing, routing, JSON encoding and the loopback hop.
+
+By default the script starts its own server (``python -m parley serve``) on 127.0.0.1 with
+a fresh temporary data dir, ingests ``examples/docs``, then runs chat turns at concurrency
+1 and 16 (every worker has its own session and a keep-alive ``httpx.AsyncClient``), plus a
+streamed run at concurrency 1. Target: p50 server overhead under 5 ms on 2 cores.
+
+    python bench/turn_overhead.py                         # ~1 minute
+    python bench/turn_overhead.py --turns 1000 --concurrency 1,4,16
+    python bench/turn_overhead.py --url http://127.0.0.1:8000 [--pid PID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "examples" / "docs"
+
+QUESTIONS = [
+    "What is the return window?",
+    "How do I pair the app?",
+    "battery storage temperature",
+    "What does the warranty cover?",
+    "stem faceplate torque",
+    "How long does a full charge take?",
+    "Which models are available?",
+    "Can I return a ridden bike?",
+    "How do I reset the display?",
+    "What voids the warranty?",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def rss_mb(pid: int | None) -> tuple[float, float] | None:
+    """(VmRSS, VmHWM) of a process in MiB, from /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+    except OSError:
+        return None
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+@dataclass
+class Run:
+    """Figures of one measured phase."""
+
+    label: str
+    concurrency: int
+    wall_s: float = 0.0
+    client_ms: list[float] = field(default_factory=list)
+    overhead_ms: list[float] = field(default_factory=list)
+    retrieval_ms: list[float] = field(default_factory=list)
+    persist_ms: list[float] = field(default_factory=list)
+    llm_ms: list[float] = field(default_factory=list)
+    ttft_ms: list[float] = field(default_factory=list)
+    rss: tuple[float, float] | None = None
+    errors: int = 0
+
+    def add(self, client_ms: float, timings: dict[str, float]) -> None:
+        """Record one finished turn."""
+        self.client_ms.append(client_ms)
+        self.overhead_ms.append(timings["overhead_ms"])
+        self.retrieval_ms.append(timings["retrieval_ms"])
+        self.persist_ms.append(timings["persist_ms"])
+        self.llm_ms.append(timings["llm_ms"])
+
+    @property
+    def turns(self) -> int:
+        """Completed turns."""
+        return len(self.client_ms)
+
+
+# --------------------------------------------------------------------------- server
+
+
+class Server:
+    """A ``parley serve`` subprocess on a free loopback port with a throwaway data dir."""
+
+    def __init__(self, *, port: int | None, keep: bool) -> None:
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.keep = keep
+        self.tmp = Path(tempfile.mkdtemp(prefix="parley-bench-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.tmp / "server.log"
+
+    def start(self) -> None:
+        """Launch the server (fake LLM and embedder, JSON logs at warning level)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+        env.update(
+            PARLEY_DATA_DIR=str(self.tmp / "data"),
+            PARLEY_LLM__PROVIDER="fake",
+            PARLEY_EMBEDDINGS__PROVIDER="fake",
+            PARLEY_EMBEDDINGS__DIMENSION="384",
+            PARLEY_SERVER__LOG_LEVEL="warning",
+            PARLEY_SERVER__LOG_JSON="true",
+            PARLEY_SERVER__HOST="127.0.0.1",
+        )
+        log = self.log_path.open("wb")
+        # cwd = the temp dir, so no stray .env file changes the configuration.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "parley", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.tmp,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Poll /readyz until 200 (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited early:\n{self.tail()}")
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout_s}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of the server log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s; remove the data dir unless asked to keep it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.keep:
+            print(f"data and server log kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- setup
+
+
+async def ingest(client: httpx.AsyncClient, docs: Path, timeout_s: float = 120.0) -> str:
+    """Create a collection, upload the docs, wait for the job; returns the collection id."""
+    r = await client.post("/v1/collections", json={"name": f"bench-{uuid.uuid4().hex[:8]}"})
+    r.raise_for_status()
+    cid = r.json()["id"]
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(docs.iterdir()) if p.is_file()]
+    r = await client.post(f"/v1/collections/{cid}/documents", files=files)
+    r.raise_for_status()
+    job_id = r.json()["job_id"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = (await client.get(f"/v1/jobs/{job_id}")).json()
+        if job["status"] not in ("queued", "running"):
+            if job["status"] != "succeeded":
+                raise RuntimeError(f"ingestion job ended {job['status']}: {job.get('error')}")
+            print(
+                f"ingested {job['progress']['succeeded']} files, "
+                f"{job['progress']['chunks']} chunks into {cid}"
+            )
+            return str(cid)
+        await asyncio.sleep(0.1)
+    raise RuntimeError("ingestion job did not finish in time")
+
+
+async def new_session(client: httpx.AsyncClient, cid: str) -> str:
+    """One chat session over the collection."""
+    r = await client.post("/v1/sessions", json={"collection_ids": [cid]})
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+class Questions:
+    """Endless questions; unique by default, so the query-embedding and search caches miss
+    as they would with real users (``--repeat`` reuses the 10 base questions instead)."""
+
+    def __init__(self, *, unique: bool) -> None:
+        self._n = itertools.count()
+        self._unique = unique
+
+    def next(self) -> str:
+        """The next question."""
+        i = next(self._n)
+        base = QUESTIONS[i % len(QUESTIONS)]
+        return f"{base} (case {i})" if self._unique else base
+
+
+# --------------------------------------------------------------------------- turns
+
+
+async def turn(client: httpx.AsyncClient, sid: str, text: str) -> tuple[float, dict[str, float]]:
+    """One JSON chat turn: (client latency ms, server timings)."""
+    t = time.perf_counter()
+    r = await client.post(f"/v1/sessions/{sid}/messages", json={"content": text})
+    elapsed = (time.perf_counter() - t) * 1000
+    if r.status_code != 201:
+        raise RuntimeError(f"turn failed: {r.status_code} {r.text[:300]}")
+    return elapsed, r.json()["timings"]
+
+
+async def streamed_turn(
+    client: httpx.AsyncClient, sid: str, text: str
+) -> tuple[float, float, dict[str, float]]:
+    """One SSE chat turn: (time to first token ms, total ms, server timings)."""
+    t = time.perf_counter()
+    ttft = float("nan")
+    timings: dict[str, float] | None = None
+    event = ""
+    async with client.stream(
+        "POST", f"/v1/sessions/{sid}/messages", params={"stream": "true"}, json={"content": text}
+    ) as r:
+        if r.status_code != 200:
+            await r.aread()
+            raise RuntimeError(f"stream failed: {r.status_code} {r.text[:300]}")
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+                if event == "token" and ttft != ttft:
+                    ttft = (time.perf_counter() - t) * 1000
+            elif line.startswith("data: ") and event == "done":
+                timings = json.loads(line[6:])["timings"]
+            elif line.startswith("data: ") and event == "error":
+                raise RuntimeError(f"stream error: {line}")
+    total = (time.perf_counter() - t) * 1000
+    if timings is None:
+        raise RuntimeError("stream ended without a done event")
+    return ttft, total, timings
+
+
+async def run_phase(
+    url: str,
+    cid: str,
+    *,
+    concurrency: int,
+    turns: int,
+    warmup: int,
+    questions: Questions,
+    stream: bool,
+    pid: int | None,
+) -> Run:
+    """``turns`` turns spread over ``concurrency`` workers, each with its own session."""
+    run = Run(label="stream" if stream else "json", concurrency=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as client:
+        sessions = [await new_session(client, cid) for _ in range(concurrency)]
+        # Warm-up: connections, session scope cache, vector index copy, JIT-free caches.
+        await asyncio.gather(
+            *(turn(client, sid, questions.next()) for sid in sessions for _ in range(warmup))
+        )
+        remaining = itertools.count()
+
+        async def worker(sid: str) -> None:
+            while next(remaining) < turns:
+                text = questions.next()
+                try:
+                    if stream:
+                        ttft, total, timings = await streamed_turn(client, sid, text)
+                        run.ttft_ms.append(ttft)
+                        run.add(total, timings)
+                    else:
+                        run.add(*await turn(client, sid, text))
+                except (RuntimeError, httpx.HTTPError) as exc:
+                    run.errors += 1
+                    if run.errors <= 3:
+                        print(f"  error: {exc}", file=sys.stderr)
+                    if run.errors > 20:
+                        raise
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(sid) for sid in sessions))
+        run.wall_s = time.perf_counter() - started
+    run.rss = rss_mb(pid)
+    return run
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _f(value: float) -> str:
+    return "n/a" if value != value else f"{value:.2f}"
+
+
+def report(runs: list[Run], *, pid: int | None) -> None:
+    """Markdown table of every phase."""
+    print()
+    print(
+        "| mode | c | turns | turns/s | client p50 / p95 / p99 ms | "
+        "server overhead p50 / p95 / p99 ms | client − llm p50 ms | retrieval p50 ms | "
+        "persist p50 ms | TTFT p50 / p99 ms | server RSS (peak) MiB |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in runs:
+        outside = [c - m for c, m in zip(r.client_ms, r.llm_ms, strict=True)]
+        rss = f"{r.rss[0]:.0f} ({r.rss[1]:.0f})" if r.rss else "n/a"
+        ttft = f"{_f(pct(r.ttft_ms, 50))} / {_f(pct(r.ttft_ms, 99))}" if r.ttft_ms else "–"
+        print(
+            f"| {r.label} | {r.concurrency} | {r.turns} | {r.turns / r.wall_s:.1f} | "
+            f"{_f(pct(r.client_ms, 50))} / {_f(pct(r.client_ms, 95))} / {_f(pct(r.client_ms, 99))} | "
+            f"{_f(pct(r.overhead_ms, 50))} / {_f(pct(r.overhead_ms, 95))} / "
+            f"{_f(pct(r.overhead_ms, 99))} | {_f(pct(outside, 50))} | "
+            f"{_f(pct(r.retrieval_ms, 50))} | {_f(pct(r.persist_ms, 50))} | {ttft} | {rss} |"
+        )
+    errors = sum(r.errors for r in runs)
+    if errors:
+        print(f"\n{errors} turns failed (excluded from the figures)")
+    first = next((r for r in runs if r.label == "json" and r.concurrency == 1), None)
+    if first is not None:
+        p50 = pct(first.overhead_ms, 50)
+        verdict = "MET" if p50 < 5.0 else "MISSED"
+        print(f"\ntarget p50 server overhead < 5 ms at c=1: {p50:.2f} ms → {verdict}")
+        print(f"llm_ms p50 at c=1 (fake model): {pct(first.llm_ms, 50):.2f} ms")
+
+
+def _parse_concurrency(raw: str) -> list[int]:
+    return [int(x) for x in raw.split(",") if x.strip()]
+
+
+async def main(args: argparse.Namespace) -> None:
+    server: Server | None = None
+    pid = args.pid
+    url = args.url
+    try:
+        if url is None:
+            server = Server(port=args.port, keep=args.keep)
+            server.start()
+            await server.wait_ready()
+            assert server.proc is not None
+            pid = server.proc.pid
+            url = server.url
+            print(f"started server pid {pid} at {url} (data {server.tmp})")
+        elif not url.startswith(("http://127.0.0.1", "http://localhost")):
+            raise SystemExit("--url must point at a loopback address")
+        print(
+            f"python {platform.python_version()} · {os.cpu_count()} CPUs · "
+            f"turns={args.turns} warmup={args.warmup}/session · unique questions={not args.repeat}"
+        )
+        async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+            cid = await ingest(client, args.docs)
+        print(f"server RSS after ingest: {_rss_text(rss_mb(pid))}")
+        questions = Questions(unique=not args.repeat)
+        runs: list[Run] = []
+        for c in _parse_concurrency(args.concurrency):
+            run = await run_phase(
+                url, cid, concurrency=c, turns=args.turns, warmup=args.warmup,
+                questions=questions, stream=False, pid=pid,
+            )
+            print(f"  json c={c}: {run.turns} turns in {run.wall_s:.1f}s")
+            runs.append(run)
+        if args.stream_turns:
+            run = await run_phase(
+                url, cid, concurrency=1, turns=args.stream_turns, warmup=args.warmup,
+                questions=questions, stream=True, pid=pid,
+            )
+            print(f"  stream c=1: {run.turns} turns in {run.wall_s:.1f}s")
+            runs.append(run)
+        report(runs, pid=pid)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _rss_text(value: tuple[float, float] | None) -> str:
+    return "n/a" if value is None else f"{value[0]:.0f} MiB (peak {value[1]:.0f} MiB)"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="benchmark an already running server (loopback only)")
+    p.add_argument("--pid", type=int, help="with --url: server pid, to report its RSS")
+    p.add_argument("--port", type=int, help="port for the server this script starts")
+    p.add_argument("--turns", type=int, default=400, help="measured turns per concurrency level")
+    p.add_argument("--concurrency", default="1,16", help="comma-separated levels (default 1,16)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up turns per session")
+    p.add_argument("--stream-turns", type=int, default=200, help="streamed turns at c=1 (0: skip)")
+    p.add_argument("--repeat", action="store_true", help="reuse 10 questions (search-cache hits)")
+    p.add_argument("--docs", type=Path, default=DOCS, help="documents to ingest")
+    p.add_argument("--keep", action="store_true", help="keep the temp data dir and server log")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
