@@ -135,18 +135,22 @@ class Container:
             await migrate.upgrade(self.engine)
 
     async def start_background(self, *, run_jobs: bool | None = None) -> None:
-        """Start the in-process job runner and warm the vector index off the request path."""
+        """Start the in-process job runner; load the model and index copies off the request path."""
         if self.settings.jobs.run_in_process if run_jobs is None else run_jobs:
             self.runner.start()
         self._background.append(asyncio.create_task(self._warm_index(), name="warm-index"))
 
     async def _warm_index(self) -> None:
         try:
+            # Load the embedding model now rather than on the first user's query.
+            warmup = getattr(self.embedder, "warmup", None)
+            if warmup is not None:
+                await warmup()
             async with self.uow() as tx:
                 page = await tx.collections.page(limit=10_000, cursor=None)
             await self.retrieval.sync([c.id for c in page.items], force=True)
         except Exception:  # warming is an optimisation; searches sync on demand anyway
-            log.warning("index_warmup_failed", exc_info=True)
+            log.warning("warmup_failed", exc_info=True)
 
     async def check_database(self) -> None:
         """Raise if the database does not answer."""

@@ -45,7 +45,8 @@ class EmbeddingSettings(BaseModel):
     """Which embedder turns text into vectors."""
 
     provider: Literal["local", "openai", "fake"] = Field(
-        default="local", description="local = MiniLM ONNX shipped in a wheel; openai = any /v1/embeddings server"
+        default="local",
+        description="local = MiniLM ONNX shipped in a wheel; openai = any /v1/embeddings server",
     )
     model: str = "all-MiniLM-L6-v2-onnx-int8"
     base_url: str | None = None

@@ -84,3 +84,14 @@ def test_chat_keeps_a_session(env: Path) -> None:
         app, ["chat", "--collection", "faq", "--session", session_id], input="\n"
     )
     assert resumed.exit_code == 0 and session_id in resumed.output
+
+
+def test_eval_reports_hit_rate_and_mrr(env: Path) -> None:
+    runner.invoke(app, ["ingest", str(DOCS), "--collection", "demo"])
+    questions = DOCS.parent / "questions.json"
+    result = runner.invoke(app, ["eval", "-c", "demo", "--questions", str(questions)])
+    assert result.exit_code == 0, result.output
+    match = re.search(r"hit@5 = ([0-9.]+)\s+MRR = ([0-9.]+)", result.output)
+    assert match is not None
+    hit, mrr = float(match.group(1)), float(match.group(2))
+    assert 0.5 <= hit <= 1.0 and 0.0 < mrr <= hit  # fake embedder: keyword search carries it

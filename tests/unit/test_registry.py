@@ -17,7 +17,10 @@ from parley.settings import ChunkingSettings, EmbeddingSettings, LLMSettings
         (LLMSettings(), "extractive"),
         (LLMSettings(provider="fake"), "fake"),
         (LLMSettings(provider="openai", model="m", api_key="k"), "openai"),
-        (LLMSettings(provider="openai", model="llama3", base_url="http://127.0.0.1:9/v1"), "openai"),
+        (
+            LLMSettings(provider="openai", model="llama3", base_url="http://127.0.0.1:9/v1"),
+            "openai",
+        ),
         (LLMSettings(provider="anthropic", model="m", api_key="k"), "anthropic"),
     ],
 )

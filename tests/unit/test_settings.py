@@ -39,7 +39,9 @@ def test_env_vars_and_nested_sections(monkeypatch: pytest.MonkeyPatch, tmp_path:
     settings = Settings()
     assert settings.llm.provider == "openai" and settings.retrieval.top_k == 9
     assert "sk-secret" not in repr(settings) and "sk-secret" not in str(settings.model_dump())
-    assert settings.llm.api_key is not None and settings.llm.api_key.get_secret_value() == "sk-secret"
+    assert (
+        settings.llm.api_key is not None and settings.llm.api_key.get_secret_value() == "sk-secret"
+    )
     assert settings.resolved_database_url.endswith("/d/parley.db") and settings.is_sqlite
 
 

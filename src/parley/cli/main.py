@@ -1,8 +1,9 @@
-"""``parley`` commands: serve, ingest, ask, chat, collections, migrate."""
+"""``parley`` commands: serve, ingest, ask, chat, collections, migrate, eval."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from parley.container import Container
 from parley.errors import ParleyError
 from parley.logging import configure_logging
 from parley.services.chat import TurnResult
+from parley.services.evaluation import EvalCase, EvalReport, evaluate_retrieval
 from parley.settings import Settings
 
 app = typer.Typer(
@@ -189,6 +191,33 @@ def chat(
                     err.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
 
     _run(run())
+
+
+@app.command(name="eval")
+def eval_(
+    collection: CollectionOpt,
+    questions: Annotated[
+        Path,
+        typer.Option(exists=True, help="JSON list of {question, expected_file, expected_phrase}."),
+    ] = Path("examples/questions.json"),
+    top_k: Annotated[int, typer.Option(help="Rank cut-off.")] = 5,
+) -> None:
+    """Measure retrieval on a labelled question set: hit rate at k and MRR."""
+    cases = [EvalCase.from_dict(q) for q in json.loads(questions.read_text())]
+
+    async def run() -> EvalReport:
+        async with _container() as c:
+            view = await c.collections.resolve(collection)
+            return await evaluate_retrieval(
+                c.retrieval, collection_ids=[view.row.id], cases=cases, k=top_k
+            )
+
+    report = _run(run())
+    table = Table("rank", "question", "expected source")
+    for case, rank in zip(report.cases, report.ranks, strict=True):
+        table.add_row(str(rank) if rank else "[red]miss[/red]", case.question, case.source)
+    console.print(table)
+    console.print(f"hit@{report.k} = {report.hit_rate:.3f}   MRR = {report.mrr:.3f}")
 
 
 def _print_answer(result: TurnResult) -> None:

@@ -56,3 +56,9 @@ class CachedEmbedder:
     async def aclose(self) -> None:
         """Close the wrapped embedder (the cache is shared and closed by its owner)."""
         await self._inner.aclose()
+
+    async def warmup(self) -> None:
+        """Let the wrapped embedder load its model now, if it has one to load."""
+        warmup = getattr(self._inner, "warmup", None)
+        if warmup is not None:
+            await warmup()

@@ -1,0 +1,144 @@
+"""SQL statements per warm chat turn, and in-process search latency (no HTTP).
+
+In-process on the embedded SQLite default with the fake LLM and fake embedder: ingests
+``examples/docs``, warms a session, then counts the statements of each turn through the
+container's ``StatementCounter`` (the same counter the round-trip tests assert on) and times
+``container.retrieval.search`` (what ``POST /v1/search`` runs).
+
+    python bench/sql_per_turn.py
+    python bench/sql_per_turn.py --turns 200 --searches 1000 --show-sql
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from parley.container import Container
+from parley.domain.retrieval import SearchQuery
+from parley.logging import configure_logging
+from parley.services.ingestion import UploadedFile
+from parley.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "examples" / "docs"
+QUESTIONS = [
+    "What is the return window?",
+    "How do I pair the app?",
+    "battery storage temperature",
+    "What does the warranty cover?",
+    "stem faceplate torque",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def rss_mb() -> float:
+    """This process's VmRSS in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _kind(statement: str) -> str:
+    head = " ".join(statement.split())[:70]
+    return head
+
+
+async def run(args: argparse.Namespace, data_dir: Path) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=data_dir,
+        embeddings={"provider": "fake", "dimension": 384},
+        llm={"provider": "fake"},
+        server={"log_level": "warning"},
+    )
+    configure_logging(level="warning", json=True)
+    c = Container.build(settings)
+    await c.prepare_database()
+    try:
+        cid = (await c.collections.create(name="bench")).row.id
+        files = [UploadedFile(p.name, p.read_bytes()) for p in sorted(DOCS.iterdir())]
+        job = await c.ingestion.submit(collection_id=cid, files=files)
+        status = await c.runner.run_once(job_id=job.id)
+        assert status == "succeeded", status
+        sid = (await c.sessions.create(collection_ids=[cid])).row.id
+        for i in range(3):  # warm: session scope cache, vector index copy, history present
+            await c.chat.complete(await c.chat.prepare(session_id=sid, content=f"warm up {i}"))
+
+        per_turn: list[int] = []
+        by_kind: Counter[str] = Counter()
+        overhead: list[float] = []
+        for i in range(args.turns):
+            c.statements.reset(record=True)
+            question = f"{QUESTIONS[i % len(QUESTIONS)]} (case {i})"
+            result = await c.chat.complete(await c.chat.prepare(session_id=sid, content=question))
+            per_turn.append(c.statements.count)
+            by_kind.update(_kind(s) for s in c.statements.statements)
+            overhead.append(result.timings["overhead_ms"])
+            if args.show_sql and i == 0:
+                for s in c.statements.statements:
+                    print("   ", " ".join(s.split())[:200])
+
+        # A repeated question within the cache TTL: retrieval is served from the search cache.
+        q = "What is the return window? (cached)"
+        await c.chat.complete(await c.chat.prepare(session_id=sid, content=q))
+        c.statements.reset()
+        await c.chat.complete(await c.chat.prepare(session_id=sid, content=q))
+        cached = c.statements.count
+
+        search_ms: list[float] = []
+        search_sql: list[int] = []
+        for i in range(args.searches):
+            query = SearchQuery(
+                text=f"{QUESTIONS[i % len(QUESTIONS)]} {i}", collection_ids=[cid], top_k=6
+            )
+            c.statements.reset()
+            t = time.perf_counter()
+            await c.retrieval.search(query)
+            search_ms.append((time.perf_counter() - t) * 1000)
+            search_sql.append(c.statements.count)
+
+        n = len(per_turn)
+        print(f"\nwarm chat turns (history on, unique questions): {n}")
+        print("| figure | value |")
+        print("|---|--:|")
+        print(f"| SQL statements per turn (min / max) | {min(per_turn)} / {max(per_turn)} |")
+        print(f"| SQL statements per turn, repeated question (search cache hit) | {cached} |")
+        print(f"| in-process turn overhead p50 / p99 ms | {pct(overhead, 50):.2f} / {pct(overhead, 99):.2f} |")
+        print(f"| search (retrieval.search) p50 / p99 ms | {pct(search_ms, 50):.2f} / {pct(search_ms, 99):.2f} |")
+        print(f"| SQL statements per uncached search | {max(search_sql)} |")
+        print(f"| process RSS MiB | {rss_mb():.0f} |")
+        print("\nstatements per turn by kind (average):")
+        for kind, count in by_kind.most_common():
+            print(f"  {count / n:4.1f}  {kind}")
+    finally:
+        await c.aclose()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--turns", type=int, default=100)
+    p.add_argument("--searches", type=int, default=500)
+    p.add_argument("--show-sql", action="store_true", help="print the statements of one turn")
+    args = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="parley-sql-"))
+    try:
+        asyncio.run(run(args, tmp / "data"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
