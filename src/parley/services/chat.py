@@ -19,7 +19,7 @@ from parley.db.models import MessageRow, SessionRow
 from parley.domain.budget import plan_budget
 from parley.domain.chat import HistoryMessage, Usage
 from parley.domain.retrieval import Citation, RetrievedChunk, SearchQuery
-from parley.errors import InvalidInput, NotFound
+from parley.errors import InvalidInput, NotFound, ParleyError
 from parley.providers.llm.base import LLM, GenerationRequest
 from parley.providers.tokenizers.base import TokenCounter
 from parley.services.prompt_library import PromptLibrary
@@ -204,14 +204,15 @@ class ChatService:
         """Yield ``(event, data)`` pairs: ``sources``, many ``token``, then ``done``.
 
         If the client goes away mid-answer, what was generated is still persisted (marked
-        ``interrupted``) so the conversation loses nothing.
+        ``interrupted``) so the conversation loses nothing. If the model fails, nothing is
+        stored and the error propagates (the caller reports it as a final event).
         """
         citations = citations_for(turn.sources)
         yield "sources", {"sources": [c.to_dict() for c in citations]}
         parts: list[str] = []
         usage: Usage | None = None
         finish = "stop"
-        done = False
+        done = failed = False
         try:
             t = time.perf_counter()
             async for delta in self._llm.stream(turn.request):
@@ -228,8 +229,11 @@ class ChatService:
             )
             done = True
             yield "done", result.to_dict()
+        except ParleyError:
+            failed = True
+            raise
         finally:
-            if not done and parts:
+            if not done and not failed and parts:
                 with anyio.CancelScope(shield=True):
                     await self._persist(
                         turn, "".join(parts), usage or Usage(), self._llm.model, "interrupted"

@@ -23,7 +23,7 @@ from parley.api.schemas.chat import (
 )
 from parley.api.sse import SSE_HEADERS, encode_event
 from parley.domain.retrieval import SearchQuery
-from parley.errors import InvalidInput, ParleyError
+from parley.errors import ParleyError
 from parley.services.chat import ChatService, PreparedTurn, message_dict
 from parley.services.sessions import SessionView
 
@@ -119,11 +119,6 @@ async def send_message(
     stream: Annotated[bool, Query()] = False,
 ) -> Response:
     """Ask a question; the answer cites numbered sources. ``?stream=true`` streams SSE."""
-    if len(body.content) > container.settings.limits.max_message_chars:
-        raise InvalidInput(
-            f"content is limited to {container.settings.limits.max_message_chars} characters",
-            field="content",
-        )
     wants_stream = stream or body.stream or "text/event-stream" in request.headers.get("accept", "")
     turn = await container.chat.prepare(
         session_id=session_id, content=body.content, top_k=body.top_k

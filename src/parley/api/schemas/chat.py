@@ -73,7 +73,9 @@ class MessageCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, max_length=8000)
+    # Hard ceiling only; the configured PARLEY_LIMITS__MAX_MESSAGE_CHARS is enforced by the
+    # chat service with a clear message.
+    content: str = Field(min_length=1, max_length=100_000)
     top_k: int | None = Field(default=None, ge=1, le=50)
     stream: bool = False
 

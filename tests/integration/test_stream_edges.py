@@ -1,0 +1,57 @@
+"""Streaming edge cases: a client that leaves keeps its partial answer; a failing model stores nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from parley.container import Container
+from parley.domain.chat import StreamDelta
+from parley.errors import ProviderTimeout
+from parley.providers.llm.base import GenerationRequest
+from parley.providers.llm.fake import FakeLLM
+from parley.services.ingestion import UploadedFile
+from tests.conftest import DOCS
+
+
+async def session_over_faq(container: Container) -> str:
+    cid = (await container.collections.create(name="faq")).row.id
+    data = (DOCS / "faq.json").read_bytes()
+    job = await container.ingestion.submit(
+        collection_id=cid, files=[UploadedFile("faq.json", data)]
+    )
+    await container.runner.run_once(job_id=job.id)
+    return (await container.sessions.create(collection_ids=[cid])).row.id
+
+
+async def test_client_disconnect_keeps_the_partial_answer(container: Container) -> None:
+    sid = await session_over_faq(container)
+    turn = await container.chat.prepare(session_id=sid, content="Is the bike waterproof?")
+    stream = container.chat.stream(turn)
+    assert (await anext(stream))[0] == "sources"
+    event, data = await anext(stream)
+    assert event == "token"
+    await stream.aclose()  # what Starlette does when the client goes away
+    messages = (await container.sessions.messages(sid, limit=10, cursor=None)).items
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].content == data["text"] and messages[1].finish_reason == "interrupted"
+
+
+async def test_model_failure_mid_stream_stores_nothing(
+    container: Container, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = await session_over_faq(container)
+
+    async def failing(request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        yield StreamDelta(text="Partial ")
+        raise ProviderTimeout("model stalled")
+
+    monkeypatch.setattr(fake_llm, "stream", failing)
+    turn = await container.chat.prepare(session_id=sid, content="Is the bike waterproof?")
+    events = []
+    with pytest.raises(ProviderTimeout):
+        async for event, _ in container.chat.stream(turn):
+            events.append(event)
+    assert events == ["sources", "token"]
+    assert (await container.sessions.messages(sid, limit=10, cursor=None)).items == []
