@@ -1,4 +1,7 @@
-"""Streaming edge cases: a client that leaves keeps its partial answer; a failing model stores nothing."""
+"""Streaming edge cases.
+
+A client that leaves keeps its partial answer; a failing model stores nothing.
+"""
 
 from __future__ import annotations
 
