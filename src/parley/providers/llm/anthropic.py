@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -11,15 +10,12 @@ from parley.domain.chat import ChatMessage, Completion, StreamDelta, Usage
 from parley.errors import (
     ConfigurationError,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
 )
 from parley.providers.llm.base import GenerationRequest
+from parley.providers.llm.sdk_support import PLACEHOLDER_KEY, http_module, translate_error
 
 _INSTALL_HINT = 'pip install "parley[anthropic]"'
-# Proxies in front of the API may need no key, but the SDK refuses to send without one.
-_PLACEHOLDER_KEY = "not-needed"
-_VENDOR_MESSAGE_CHARS = 300
 # Anthropic stop reasons in the vocabulary of ``Completion.finish_reason``.
 _FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
@@ -53,7 +49,7 @@ class AnthropicLLM:
         if api_key is None:
             api_key = os.environ.get("ANTHROPIC_API_KEY")
         if api_key is None and base_url is not None:
-            api_key = _PLACEHOLDER_KEY
+            api_key = PLACEHOLDER_KEY
         if api_key is None and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             raise ProviderUnavailable(
                 "Anthropic is not configured: set the LLM api_key (PARLEY_LLM__API_KEY) "
@@ -65,7 +61,7 @@ class AnthropicLLM:
         self._timeout_s = timeout_s
         self._owns_http = http_client is None
         self._closed = False
-        http = self._http_lib = _http_module(anthropic.DefaultAsyncHttpxClient)
+        http = self._http_lib = http_module(anthropic.DefaultAsyncHttpxClient)
         timeout = http.Timeout(timeout_s, connect=connect_timeout_s)
         if http_client is None:
             http_client = http.AsyncClient(
@@ -166,32 +162,13 @@ class AnthropicLLM:
         return params
 
     def _translate(self, exc: Exception) -> ProviderError:
-        """Map an SDK error (or a raw HTTP error the SDK let through mid-stream)."""
-        sdk, http = self._sdk, self._http_lib
-        if isinstance(exc, sdk.APITimeoutError | http.TimeoutException):
-            return ProviderTimeout(
-                f"{self.name} did not answer within {self._timeout_s:g}s",
-                provider=self.name,
-                model=self.model,
-            )
-        if isinstance(exc, sdk.APIConnectionError | http.TransportError):
-            return ProviderUnavailable(
-                f"{self.name} is not reachable", provider=self.name, model=self.model
-            )
-        if isinstance(exc, sdk.APIStatusError):
-            status = int(exc.status_code)
-            return ProviderError(
-                f"{self.name} returned HTTP {status}",
-                provider=self.name,
-                model=self.model,
-                status=status,
-                vendor_message=str(exc)[:_VENDOR_MESSAGE_CHARS],
-            )
-        return ProviderError(
-            f"{self.name} failed: {type(exc).__name__}",
+        return translate_error(
+            exc,
+            sdk=self._sdk,
+            http=self._http_lib,
             provider=self.name,
             model=self.model,
-            vendor_message=str(exc)[:_VENDOR_MESSAGE_CHARS],
+            timeout_s=self._timeout_s,
         )
 
 
@@ -216,11 +193,3 @@ def _finish_reason(stop_reason: str | None) -> str:
     if not stop_reason:
         return "stop"
     return _FINISH_REASONS.get(stop_reason, stop_reason)
-
-
-def _http_module(sdk_client_class: type) -> Any:
-    """The HTTP library (``httpx`` or ``httpx2``) whose ``AsyncClient`` the SDK expects."""
-    for cls in sdk_client_class.__mro__:
-        if cls.__name__ == "AsyncClient":
-            return importlib.import_module(cls.__module__.partition(".")[0])
-    return importlib.import_module("httpx")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -11,15 +10,12 @@ from parley.domain.chat import ChatMessage, Completion, StreamDelta, Usage
 from parley.errors import (
     ConfigurationError,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
 )
 from parley.providers.llm.base import GenerationRequest
+from parley.providers.llm.sdk_support import PLACEHOLDER_KEY, http_module, translate_error
 
 _INSTALL_HINT = 'pip install "parley[openai]"'
-# Local OpenAI-compatible servers usually need no key, but the SDK refuses to start without one.
-_PLACEHOLDER_KEY = "not-needed"
-_VENDOR_MESSAGE_CHARS = 300
 
 
 class OpenAILLM:
@@ -54,7 +50,7 @@ class OpenAILLM:
         self._owns_http = http_client is None
         self._closed = False
         # The SDK generation decides the HTTP library (httpx for 1.x, httpx2 for 3.x).
-        http = self._http_lib = _http_module(openai.DefaultAsyncHttpxClient)
+        http = self._http_lib = http_module(openai.DefaultAsyncHttpxClient)
         timeout = http.Timeout(timeout_s, connect=connect_timeout_s)
         if http_client is None:
             http_client = http.AsyncClient(
@@ -66,7 +62,7 @@ class OpenAILLM:
             )
         self._http = http_client
         if api_key is None and base_url is not None:
-            api_key = _PLACEHOLDER_KEY
+            api_key = PLACEHOLDER_KEY
         try:
             self._client: Any = openai.AsyncOpenAI(
                 api_key=api_key,
@@ -147,41 +143,14 @@ class OpenAILLM:
         return params
 
     def _translate(self, exc: Exception) -> ProviderError:
-        """Map an SDK error (or a raw HTTP error the SDK let through mid-stream)."""
-        sdk, http = self._sdk, self._http_lib
-        if isinstance(exc, sdk.APITimeoutError | http.TimeoutException):
-            return ProviderTimeout(
-                f"{self.name} did not answer within {self._timeout_s:g}s",
-                provider=self.name,
-                model=self.model,
-            )
-        if isinstance(exc, sdk.APIConnectionError | http.TransportError):
-            return ProviderUnavailable(
-                f"{self.name} is not reachable", provider=self.name, model=self.model
-            )
-        if isinstance(exc, sdk.APIStatusError):
-            status = int(exc.status_code)
-            return ProviderError(
-                f"{self.name} returned HTTP {status}",
-                provider=self.name,
-                model=self.model,
-                status=status,
-                vendor_message=str(exc)[:_VENDOR_MESSAGE_CHARS],
-            )
-        return ProviderError(
-            f"{self.name} failed: {type(exc).__name__}",
+        return translate_error(
+            exc,
+            sdk=self._sdk,
+            http=self._http_lib,
             provider=self.name,
             model=self.model,
-            vendor_message=str(exc)[:_VENDOR_MESSAGE_CHARS],
+            timeout_s=self._timeout_s,
         )
-
-
-def _http_module(sdk_client_class: type) -> Any:
-    """The HTTP library (``httpx`` or ``httpx2``) whose ``AsyncClient`` the SDK expects."""
-    for cls in sdk_client_class.__mro__:
-        if cls.__name__ == "AsyncClient":
-            return importlib.import_module(cls.__module__.partition(".")[0])
-    return importlib.import_module("httpx")
 
 
 def _usage(raw: Any) -> Usage | None:
