@@ -77,7 +77,11 @@ class JobRunner:
             await self._give_back(job, exc)
             return "error"
         finally:
+            # Wait for the heartbeat to end: a task left running could touch a connection
+            # after the engine is disposed.
             heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
 
     async def _loop(self) -> None:
         while not self._stopping:

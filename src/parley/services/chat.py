@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -30,6 +30,8 @@ from parley.settings import ChatSettings, LimitSettings, LLMSettings, RetrievalS
 log = structlog.get_logger(__name__)
 
 _SNIPPET_CHARS = 300
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass(slots=True)
@@ -150,7 +152,7 @@ class ChatService:
         llm_ms = 0.0
         rewritten: str | None = None
         if scope is not None and not rewrite:
-            (session, history), sources = await asyncio.gather(
+            (session, history), sources = await _both(
                 self._load(session_id), self._search(text, scope, k)
             )
         else:
@@ -334,6 +336,19 @@ class ChatService:
             created_at=now,
             timings=timings,
         )
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Run two awaitables concurrently; if one fails, cancel and await the other."""
+    one, two = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        await asyncio.gather(one, two)
+    except BaseException:
+        for task in (one, two):
+            task.cancel()
+        await asyncio.gather(one, two, return_exceptions=True)
+        raise
+    return one.result(), two.result()
 
 
 def message_dict(row: MessageRow) -> dict[str, Any]:
