@@ -19,18 +19,23 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from parley.errors import InvalidInput
 from parley.providers.vectors.base import Ids, Vectors
+from parley.providers.vectors.stores import (
+    ExactStore,
+    HnswParams,
+    HnswStore,
+    RWLock,
+    Store,
+    run_blocking,
+)
 
-_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
 _COLLECTION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -39,219 +44,13 @@ _HNSW_WRITE_SLICE = 256  # inserts per write-lock hold; bounds how long a search
 _INLINE_SEARCH_ROWS = 4096  # exact search below this is cheaper inline than a thread hop
 
 
-async def _run_blocking(fn: Callable[..., _T], /, *args: Any) -> _T:
-    """Run ``fn`` in a thread; if cancelled, still wait for it before unwinding.
-
-    A thread cannot be interrupted, so returning early would release the caller's lock while
-    the thread still touches the structure the lock protects.
-    """
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        while not future.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({future})
-        if not future.cancelled():
-            future.exception()  # mark retrieved; the cancellation wins
-        raise
-
-
-class _RWLock:
-    """Many readers or one writer; waiting writers go first so they are never starved."""
-
-    def __init__(self) -> None:
-        self._cond = asyncio.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[None]:
-        async with self._cond:
-            await self._cond.wait_for(lambda: not self._writer and not self._writers_waiting)
-            self._readers += 1
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[None]:
-        async with self._cond:
-            self._writers_waiting += 1
-            try:
-                await self._cond.wait_for(lambda: not self._writer and self._readers == 0)
-            finally:
-                self._writers_waiting -= 1
-                self._cond.notify_all()
-            self._writer = True
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-class _ExactStore:
-    """Contiguous float32 rows + int64 ids with amortised growth; search is ``matrix @ q``."""
-
-    def __init__(self, dimension: int, ids: Ids, vectors: Vectors) -> None:
-        n = len(ids)
-        capacity = max(16, n)
-        self._ids = np.empty(capacity, dtype=np.int64)
-        self._matrix = np.empty((capacity, dimension), dtype=np.float32)
-        self._ids[:n] = ids
-        self._matrix[:n] = vectors
-        self._n = n
-        self._row = {key: row for row, key in enumerate(ids.tolist())}
-
-    def __len__(self) -> int:
-        return self._n
-
-    def arrays(self) -> tuple[Ids, Vectors]:
-        """Copies of the live ids and rows."""
-        return self._ids[: self._n].copy(), self._matrix[: self._n].copy()
-
-    def upsert(self, ids: Ids, vectors: Vectors) -> None:
-        rows = np.empty(len(ids), dtype=np.intp)
-        n = self._n
-        for j, key in enumerate(ids.tolist()):
-            row = self._row.get(key)
-            if row is None:
-                row = self._row[key] = n
-                n += 1
-            rows[j] = row
-        if n > len(self._ids):
-            self._grow(max(n, 2 * len(self._ids)))
-        self._ids[rows] = ids
-        self._matrix[rows] = vectors
-        self._n = n
-
-    def _grow(self, capacity: int) -> None:
-        ids = np.empty(capacity, dtype=np.int64)
-        matrix = np.empty((capacity, self._matrix.shape[1]), dtype=np.float32)
-        ids[: self._n] = self._ids[: self._n]
-        matrix[: self._n] = self._matrix[: self._n]
-        self._ids, self._matrix = ids, matrix
-
-    def remove(self, ids: Sequence[int]) -> None:
-        for key in ids:
-            row = self._row.pop(int(key), None)
-            if row is None:
-                continue
-            last = self._n - 1
-            if row != last:  # keep rows contiguous: move the last row into the hole
-                moved = int(self._ids[last])
-                self._ids[row] = moved
-                self._matrix[row] = self._matrix[last]
-                self._row[moved] = row
-            self._n = last
-
-    def search(self, query: Vectors, k: int) -> list[tuple[int, float]]:
-        n = self._n
-        if n == 0:
-            return []
-        scores = self._matrix[:n] @ query
-        k = min(k, n)
-        top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return list(zip(self._ids[top].tolist(), scores[top].tolist(), strict=True))
-
-
-@dataclass(frozen=True)
-class _HnswParams:
-    dimension: int
-    connectivity: int
-    expansion_add: int
-    expansion_search: int
-
-
-class _HnswStore:
-    """A usearch HNSW graph (cosine, f32) keyed by chunk id (int64 bits viewed as uint64)."""
-
-    def __init__(self, index: Any) -> None:
-        self.index = index
-
-    @classmethod
-    def build(cls, params: _HnswParams, ids: Ids, vectors: Vectors) -> _HnswStore:
-        from usearch.index import Index
-
-        index = Index(
-            ndim=params.dimension,
-            metric="cos",
-            dtype="f32",
-            connectivity=params.connectivity,
-            expansion_add=params.expansion_add,
-            expansion_search=params.expansion_search,
-        )
-        store = cls(index)
-        if len(ids):
-            store.upsert(ids, vectors)
-        return store
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @staticmethod
-    def _keys(ids: Ids | Sequence[int]) -> npt.NDArray[np.uint64]:
-        return np.ascontiguousarray(np.asarray(ids, dtype=np.int64)).view(np.uint64)
-
-    def upsert(self, ids: Ids, vectors: Vectors) -> None:
-        keys = self._keys(ids)
-        self._remove_keys(keys)  # usearch rejects duplicate keys; overwrite = remove + add
-        self.index.add(keys, vectors, threads=0)
-
-    def remove(self, ids: Sequence[int]) -> None:
-        self._remove_keys(self._keys(ids))
-
-    def _remove_keys(self, keys: npt.NDArray[np.uint64]) -> None:
-        if len(keys) == 0 or len(self.index) == 0:
-            return
-        present = np.atleast_1d(self.index.contains(keys))
-        if present.any():
-            self.index.remove(keys[present])
-
-    def search(self, query: Vectors, k: int) -> list[tuple[int, float]]:
-        n = len(self.index)
-        if n == 0:
-            return []
-        matches = self.index.search(query, count=min(k, n), threads=1)
-        keys = np.asarray(matches.keys, dtype=np.uint64).view(np.int64)
-        scores = 1.0 - np.asarray(matches.distances, dtype=np.float32)
-        return list(zip(keys.tolist(), scores.tolist(), strict=True))
-
-    def save(self, path: Path) -> None:
-        self.index.save(str(path))
-
-    @classmethod
-    def restore(cls, path: Path, params: _HnswParams) -> _HnswStore | None:
-        from usearch.index import Index
-
-        # Search/insert depths are runtime knobs, not stored in the file: apply today's.
-        index = Index.restore(
-            str(path),
-            expansion_add=params.expansion_add,
-            expansion_search=params.expansion_search,
-        )
-        if index is None or index.ndim != params.dimension:
-            return None
-        return cls(index)
-
-
-_Store = _ExactStore | _HnswStore
-
-
 @dataclass(eq=False)
 class _Collection:
-    store: _Store
+    store: Store
     version: int | None = None
     dirty: bool = False  # HNSW changed since the last save/load
     mutex: asyncio.Lock = field(default_factory=asyncio.Lock)
-    rw: _RWLock = field(default_factory=_RWLock)
+    rw: RWLock = field(default_factory=RWLock)
 
 
 class InMemoryVectorIndex:
@@ -271,7 +70,7 @@ class InMemoryVectorIndex:
             raise ValueError("hnsw_threshold and dimension must be positive")
         self._persist_dir = persist_dir
         self._threshold = hnsw_threshold
-        self._params = _HnswParams(dimension, connectivity, expansion_add, expansion_search)
+        self._params = HnswParams(dimension, connectivity, expansion_add, expansion_search)
         self._dimension = dimension
         self._collections: dict[str, _Collection] = {}
 
@@ -292,7 +91,7 @@ class InMemoryVectorIndex:
         coll = self._collections.get(collection_id)
         if coll is None:
             return None
-        return "hnsw" if isinstance(coll.store, _HnswStore) else "exact"
+        return "hnsw" if isinstance(coll.store, HnswStore) else "exact"
 
     async def search(
         self, collection_ids: Sequence[str], query: Vectors, *, k: int
@@ -312,9 +111,9 @@ class InMemoryVectorIndex:
     async def _search_one(self, coll: _Collection, q: Vectors, k: int) -> list[tuple[int, float]]:
         async with coll.rw.read():
             store = coll.store
-            if isinstance(store, _ExactStore) and len(store) < _INLINE_SEARCH_ROWS:
+            if isinstance(store, ExactStore) and len(store) < _INLINE_SEARCH_ROWS:
                 return store.search(q, k)
-            return await _run_blocking(store.search, q, k)
+            return await run_blocking(store.search, q, k)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -325,30 +124,30 @@ class InMemoryVectorIndex:
         keys, rows = self._batch(collection_id, ids, vectors)
         async with self._mutating(collection_id) as coll:
             # Build aside while searches keep using the old copy; then swap.
-            store = await _run_blocking(self._build, keys, rows)
+            store = await run_blocking(self._build, keys, rows)
             async with coll.rw.write():
                 coll.store, coll.version = store, version
-                coll.dirty = isinstance(store, _HnswStore)
+                coll.dirty = isinstance(store, HnswStore)
 
     async def add(self, collection_id: str, *, ids: Ids, vectors: Vectors, version: int) -> None:
         """Add (or overwrite) vectors and record the new collection version."""
         keys, rows = self._batch(collection_id, ids, vectors)
         async with self._mutating(collection_id) as coll:
             store = coll.store
-            if isinstance(store, _ExactStore) and len(store) + len(keys) >= self._threshold:
-                promoted = await _run_blocking(self._promote, store, keys, rows)
+            if isinstance(store, ExactStore) and len(store) + len(keys) >= self._threshold:
+                promoted = await run_blocking(self._promote, store, keys, rows)
                 async with coll.rw.write():
                     coll.store = promoted
-            elif isinstance(store, _ExactStore):
+            elif isinstance(store, ExactStore):
                 async with coll.rw.write():
-                    await _run_blocking(store.upsert, keys, rows)
+                    await run_blocking(store.upsert, keys, rows)
             else:
                 for start in range(0, len(keys), _HNSW_WRITE_SLICE):
                     part = slice(start, start + _HNSW_WRITE_SLICE)
                     async with coll.rw.write():
-                        await _run_blocking(store.upsert, keys[part], rows[part])
+                        await run_blocking(store.upsert, keys[part], rows[part])
             coll.version = version
-            coll.dirty = coll.dirty or isinstance(coll.store, _HnswStore)
+            coll.dirty = coll.dirty or isinstance(coll.store, HnswStore)
 
     async def remove(self, collection_id: str, *, ids: Sequence[int], version: int) -> None:
         """Remove vectors by id and record the new version (no-op for an unknown collection)."""
@@ -360,12 +159,12 @@ class InMemoryVectorIndex:
             if self._collections.get(collection_id) is not coll:
                 return  # dropped meanwhile
             store = coll.store
-            step = _HNSW_WRITE_SLICE if isinstance(store, _HnswStore) else max(1, len(keys))
+            step = _HNSW_WRITE_SLICE if isinstance(store, HnswStore) else max(1, len(keys))
             for start in range(0, len(keys), step):
                 async with coll.rw.write():
-                    await _run_blocking(store.remove, keys[start : start + step])
+                    await run_blocking(store.remove, keys[start : start + step])
             coll.version = version
-            coll.dirty = coll.dirty or isinstance(store, _HnswStore)
+            coll.dirty = coll.dirty or isinstance(store, HnswStore)
 
     async def drop(self, collection_id: str) -> None:
         """Forget a collection entirely, including its persisted copy."""
@@ -401,9 +200,9 @@ class InMemoryVectorIndex:
             return False
         async with coll.mutex:  # no writer in between: content and version match
             store, version = coll.store, coll.version
-            if not isinstance(store, _HnswStore) or version is None:
+            if not isinstance(store, HnswStore) or version is None:
                 return False
-            await _run_blocking(self._write_files, collection_id, store, version)
+            await run_blocking(self._write_files, collection_id, store, version)
             coll.dirty = False
         return True
 
@@ -414,7 +213,7 @@ class InMemoryVectorIndex:
             return False
         async with self._mutating(collection_id) as coll:  # no writer may slip in meanwhile
             try:
-                store = await _run_blocking(self._read_files, collection_id, expected_version)
+                store = await run_blocking(self._read_files, collection_id, expected_version)
             except (OSError, ValueError, RuntimeError) as exc:
                 _log.warning("ignoring unreadable vector index copy %s: %s", collection_id, exc)
                 store = None
@@ -431,7 +230,7 @@ class InMemoryVectorIndex:
         base = self._persist_dir / collection_id
         return base.with_name(base.name + ".usearch"), base.with_name(base.name + ".json")
 
-    def _write_files(self, collection_id: str, store: _HnswStore, version: int) -> None:
+    def _write_files(self, collection_id: str, store: HnswStore, version: int) -> None:
         assert self._persist_dir is not None
         self._persist_dir.mkdir(parents=True, exist_ok=True)
         index_path, meta_path = self._paths(collection_id)
@@ -450,7 +249,7 @@ class InMemoryVectorIndex:
         tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp_meta, meta_path)
 
-    def _read_files(self, collection_id: str, expected_version: int) -> _HnswStore | None:
+    def _read_files(self, collection_id: str, expected_version: int) -> HnswStore | None:
         index_path, meta_path = self._paths(collection_id)
         if not (meta_path.is_file() and index_path.is_file()):
             return None
@@ -461,7 +260,7 @@ class InMemoryVectorIndex:
             or meta.get("dimension") != self._dimension
         ):
             return None
-        store = _HnswStore.restore(index_path, self._params)
+        store = HnswStore.restore(index_path, self._params)
         if store is None or len(store) != meta.get("count"):
             return None
         return store
@@ -476,26 +275,26 @@ class InMemoryVectorIndex:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _empty(self) -> _Store:
-        return _ExactStore(
+    def _empty(self) -> Store:
+        return ExactStore(
             self._dimension,
             np.zeros(0, dtype=np.int64),
             np.zeros((0, self._dimension), dtype=np.float32),
         )
 
-    def _build(self, ids: Ids, vectors: Vectors) -> _Store:
+    def _build(self, ids: Ids, vectors: Vectors) -> Store:
         if len(ids) >= self._threshold:
-            return _HnswStore.build(self._params, ids, vectors)
-        return _ExactStore(self._dimension, ids, vectors)
+            return HnswStore.build(self._params, ids, vectors)
+        return ExactStore(self._dimension, ids, vectors)
 
-    def _promote(self, store: _ExactStore, ids: Ids, vectors: Vectors) -> _Store:
+    def _promote(self, store: ExactStore, ids: Ids, vectors: Vectors) -> Store:
         """The exact store plus a batch, as HNSW if that reaches the threshold."""
         old_ids, old_rows = store.arrays()
-        merged = _ExactStore(self._dimension, old_ids, old_rows)
+        merged = ExactStore(self._dimension, old_ids, old_rows)
         merged.upsert(ids, vectors)
         if len(merged) < self._threshold:
             return merged
-        return _HnswStore.build(self._params, *merged.arrays())
+        return HnswStore.build(self._params, *merged.arrays())
 
     def _check_id(self, collection_id: str) -> None:
         # Ids become file names: allow only a safe alphabet (uuid-like), no path tricks.
