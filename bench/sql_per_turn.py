@@ -43,6 +43,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def _pair(values: list[float]) -> str:
+    return f"{pct(values, 50):.2f} / {pct(values, 99):.2f}"
+
+
 def rss_mb() -> float:
     """This process's VmRSS in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -116,8 +120,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
         print("|---|--:|")
         print(f"| SQL statements per turn (min / max) | {min(per_turn)} / {max(per_turn)} |")
         print(f"| SQL statements per turn, repeated question (search cache hit) | {cached} |")
-        print(f"| in-process turn overhead p50 / p99 ms | {pct(overhead, 50):.2f} / {pct(overhead, 99):.2f} |")
-        print(f"| search (retrieval.search) p50 / p99 ms | {pct(search_ms, 50):.2f} / {pct(search_ms, 99):.2f} |")
+        print(f"| in-process turn overhead p50 / p99 ms | {_pair(overhead)} |")
+        print(f"| search (retrieval.search) p50 / p99 ms | {_pair(search_ms)} |")
         print(f"| SQL statements per uncached search | {max(search_sql)} |")
         print(f"| process RSS MiB | {rss_mb():.0f} |")
         print("\nstatements per turn by kind (average):")
@@ -128,7 +132,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--turns", type=int, default=100)
     p.add_argument("--searches", type=int, default=500)
     p.add_argument("--show-sql", action="store_true", help="print the statements of one turn")
