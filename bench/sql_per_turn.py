@@ -18,6 +18,9 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import aiosqlite.core
 
 from parley.container import Container
 from parley.domain.retrieval import SearchQuery
@@ -47,6 +50,22 @@ def _pair(values: list[float]) -> str:
     return f"{pct(values, 50):.2f} / {pct(values, 99):.2f}"
 
 
+def calibration_ms() -> float:
+    """Best of 5 runs of a fixed pure-Python loop: this VM's CPU speed drifts by up to ~2x
+    over minutes (host contention), so every run prints it to make runs comparable."""
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        sum(i * i for i in range(300_000))
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
+def loadavg() -> str:
+    """The 1-minute load average (other processes on the machine skew the timings)."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def rss_mb() -> float:
     """This process's VmRSS in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -56,8 +75,34 @@ def rss_mb() -> float:
 
 
 def _kind(statement: str) -> str:
-    head = " ".join(statement.split())[:70]
-    return head
+    return " ".join(statement.split())[:70]
+
+
+class HopCounter:
+    """Counts calls handed to aiosqlite's connection thread (cursor, execute, fetch, close,
+    commit, rollback): each is a thread hop and an event-loop wake-up, the real "round trip"
+    of the embedded SQLite default. Bench-only instrumentation of a private method."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.names: Counter[str] = Counter()
+        self._orig = aiosqlite.core.Connection._execute
+
+    def install(self) -> None:
+        """Wrap ``aiosqlite.Connection._execute``."""
+        counter, orig = self, self._orig
+
+        async def counting(conn: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            counter.count += 1
+            counter.names[getattr(fn, "__name__", type(fn).__name__)] += 1
+            return await orig(conn, fn, *args, **kwargs)
+
+        aiosqlite.core.Connection._execute = counting  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        """Start again from zero."""
+        self.count = 0
+        self.names.clear()
 
 
 async def run(args: argparse.Namespace, data_dir: Path) -> None:
@@ -81,14 +126,21 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
         for i in range(3):  # warm: session scope cache, vector index copy, history present
             await c.chat.complete(await c.chat.prepare(session_id=sid, content=f"warm up {i}"))
 
+        hops = HopCounter()
+        hops.install()
         per_turn: list[int] = []
+        hops_per_turn: list[int] = []
+        hop_kinds: Counter[str] = Counter()
         by_kind: Counter[str] = Counter()
         overhead: list[float] = []
         for i in range(args.turns):
             c.statements.reset(record=True)
+            hops.reset()
             question = f"{QUESTIONS[i % len(QUESTIONS)]} (case {i})"
             result = await c.chat.complete(await c.chat.prepare(session_id=sid, content=question))
             per_turn.append(c.statements.count)
+            hops_per_turn.append(hops.count)
+            hop_kinds.update(hops.names)
             by_kind.update(_kind(s) for s in c.statements.statements)
             overhead.append(result.timings["overhead_ms"])
             if args.show_sql and i == 0:
@@ -120,13 +172,25 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
         print("|---|--:|")
         print(f"| SQL statements per turn (min / max) | {min(per_turn)} / {max(per_turn)} |")
         print(f"| SQL statements per turn, repeated question (search cache hit) | {cached} |")
+        print(
+            f"| aiosqlite thread hops per turn (min / max) | "
+            f"{min(hops_per_turn)} / {max(hops_per_turn)} |"
+        )
         print(f"| in-process turn overhead p50 / p99 ms | {_pair(overhead)} |")
         print(f"| search (retrieval.search) p50 / p99 ms | {_pair(search_ms)} |")
-        print(f"| SQL statements per uncached search | {max(search_sql)} |")
+        print(
+            f"| SQL statements per uncached search (min / max; max = periodic index "
+            f"version check) | {min(search_sql)} / {max(search_sql)} |"
+        )
         print(f"| process RSS MiB | {rss_mb():.0f} |")
+        print(f"| load average (1 min) at the end | {loadavg()} |")
+        print(f"| CPU calibration at the end (lower = faster host) | {calibration_ms():.1f} ms |")
         print("\nstatements per turn by kind (average):")
         for kind, count in by_kind.most_common():
             print(f"  {count / n:4.1f}  {kind}")
+        print("aiosqlite thread hops per turn by call (average):")
+        for name, count in hop_kinds.most_common():
+            print(f"  {count / n:4.1f}  {name}")
     finally:
         await c.aclose()
 
@@ -135,7 +199,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--turns", type=int, default=100)
+    p.add_argument("--turns", type=int, default=300)
     p.add_argument("--searches", type=int, default=500)
     p.add_argument("--show-sql", action="store_true", help="print the statements of one turn")
     args = p.parse_args()

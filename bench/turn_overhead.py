@@ -9,7 +9,7 @@ a fresh temporary data dir, ingests ``examples/docs``, then runs chat turns at c
 1 and 16 (every worker has its own session and a keep-alive ``httpx.AsyncClient``), plus a
 streamed run at concurrency 1. Target: p50 server overhead under 5 ms on 2 cores.
 
-    python bench/turn_overhead.py                         # ~1 minute
+    python bench/turn_overhead.py                         # ~20 s
     python bench/turn_overhead.py --turns 1000 --concurrency 1,4,16
     python bench/turn_overhead.py --url http://127.0.0.1:8000 [--pid PID]
 """
@@ -69,6 +69,17 @@ def cpu_s(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def calibration_ms() -> float:
+    """Best of 5 runs of a fixed pure-Python loop: this VM's CPU speed drifts by up to ~2x
+    over minutes (host contention), so every run prints it to make runs comparable."""
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        sum(i * i for i in range(300_000))
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
 
 
 def loadavg() -> str:
@@ -433,11 +444,12 @@ async def main(args: argparse.Namespace) -> None:
             print(f"started server pid {pid} at {url} (data {server.tmp})")
         elif not url.startswith(("http://127.0.0.1", "http://localhost")):
             raise SystemExit("--url must point at a loopback address")
-        load_start = loadavg()
+        load_start, calib_start = loadavg(), calibration_ms()
         print(
             f"python {platform.python_version()} · {os.cpu_count()} CPUs · "
             f"turns={args.turns} warmup={args.warmup}/session · "
-            f"unique questions={not args.same_questions} · load {load_start}"
+            f"unique questions={not args.same_questions} · load {load_start} · "
+            f"calibration {calib_start:.1f} ms"
         )
         async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
             cid = await ingest(client, args.docs)
@@ -473,6 +485,10 @@ async def main(args: argparse.Namespace) -> None:
         floor = await http_floor(url)
         report(runs, floor_ms=floor)
         print(f"load average: {load_start} at start, {loadavg()} at end")
+        print(
+            f"CPU calibration (lower = faster host): {calib_start:.1f} ms at start, "
+            f"{calibration_ms():.1f} ms at end"
+        )
     finally:
         if server is not None:
             server.stop()

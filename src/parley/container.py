@@ -69,7 +69,7 @@ class Container:
     ) -> Container:
         """Wire the object graph. Nothing connects or loads a model until used."""
         engine, statements = create_engine(settings)
-        uow = UnitOfWorkFactory(create_session_factory(engine))
+        uow = UnitOfWorkFactory(create_session_factory(engine), serialize_writes=settings.is_sqlite)
         cache = MemoryCache(
             maxsize=settings.embeddings.query_cache_size + settings.retrieval.search_cache_size,
             ttl_s=settings.retrieval.search_cache_ttl_s or 3600.0,

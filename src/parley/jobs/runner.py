@@ -54,7 +54,7 @@ class JobRunner:
         self, *, job_id: str | None = None, progress: ProgressCallback | None = None
     ) -> str | None:
         """Claim and run one job (a specific one if ``job_id``); None when nothing is runnable."""
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             await tx.jobs.fail_exhausted(max_attempts=self._settings.max_attempts)
             job = await tx.jobs.claim(
                 worker_id=self.worker_id,
@@ -95,7 +95,7 @@ class JobRunner:
         interval = self._settings.lease_s / 3
         while True:
             await asyncio.sleep(interval)
-            async with self._uow() as tx:
+            async with self._uow(write=True) as tx:
                 held = await tx.jobs.extend_lease(
                     job.id, worker_id=self.worker_id, lease_s=self._settings.lease_s
                 )
@@ -105,12 +105,12 @@ class JobRunner:
 
     async def _release(self, job: JobRow) -> None:
         # Graceful shutdown: hand the job back now rather than after the lease expires.
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             await tx.jobs.release(job.id, worker_id=self.worker_id)
             await tx.commit()
 
     async def _give_back(self, job: JobRow, exc: Exception) -> None:
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             current = await tx.jobs.get(job.id)
             if current is None:
                 return

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, column, literal_column, or_, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Text,
+    bindparam,
+    column,
+    literal_column,
+    or_,
+    select,
+    table,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.models import ChunkRow, DocumentRow
@@ -85,66 +98,88 @@ class SearchRepository:
         dense_ids: Sequence[int],
         keyword_limit: int,
         filters: dict[str, Any],
-    ) -> tuple[dict[int, RetrievedChunk], list[int]]:
+    ) -> tuple[dict[int, Row[Any]], list[int]]:
         """Rank by keyword and hydrate dense hits in ONE statement.
 
-        Returns the hydrated chunks by id (dense hits failing the filters are absent) and the
-        keyword ranking (chunk ids, best first).
+        Returns candidate rows by chunk id (dense hits failing the filters are absent; turn
+        the ones you keep into chunks with :func:`to_chunk`) and the keyword ranking (chunk
+        ids, best first).
         """
-        cids = list(collection_ids)
-        conditions = [_c.collection_id.in_(cids), *filter_conditions(filters)]
-        joined = ChunkRow.__table__.join(DocumentRow.__table__, _d.id == _c.document_id)
         expression = fts_expression(query)
-        selected: list[Any] = [
-            _c.id,
-            _c.collection_id,
-            _c.document_id,
-            _c.text,
-            _c.token_count,
-            _c.position,
-            _c.meta,
-            _d.title,
-            _d.source,
-        ]
+        if expression is None and not dense_ids:
+            return {}, []
+        stmt = _statement(expression is not None, filter_conditions(filters))
+        params: dict[str, Any] = {"cids": list(collection_ids), "dense": list(dense_ids)}
         if expression is not None:
-            bm25: Any = literal_column("bm25(chunks_fts)")
-            kw = (
-                select(_c.id.label("id"), bm25.label("bm25"))
-                .select_from(_fts.join(joined, _c.id == _fts.c.rowid))
-                .where(literal_column("chunks_fts").op("MATCH")(expression), *conditions)
-                .order_by(bm25)
-                .limit(keyword_limit)
-                .cte("kw")
-            )
-            stmt = (
-                select(*selected, kw.c.bm25)
-                .select_from(joined.outerjoin(kw, kw.c.id == _c.id))
-                .where(or_(_c.id.in_(select(kw.c.id)), _c.id.in_(list(dense_ids))), *conditions)
-            )
-        else:
-            if not dense_ids:
-                return {}, []
-            stmt = (
-                select(*selected, literal_column("NULL").label("bm25"))
-                .select_from(joined)
-                .where(_c.id.in_(list(dense_ids)), *conditions)
-            )
-        rows = (await self.session.execute(stmt)).all()
-        chunks: dict[int, RetrievedChunk] = {}
+            params.update(q=expression, k=keyword_limit)
+        conn = await self.session.connection()
+        rows = (await conn.execute(stmt, params)).all()
+        by_id: dict[int, Row[Any]] = {}
         scored: list[tuple[float, int]] = []
-        for cid, coll, doc, text, tokens, pos, meta, title, source, bm25_score in rows:
-            chunks[cid] = RetrievedChunk(
-                chunk_id=cid,
-                collection_id=coll,
-                document_id=doc,
-                document_title=title,
-                source=source,
-                text=text,
-                token_count=tokens,
-                position=pos,
-                meta=meta or {},
-            )
-            if bm25_score is not None:
-                scored.append((float(bm25_score), cid))
+        for row in rows:
+            by_id[row.id] = row
+            if row.bm25 is not None:
+                scored.append((float(row.bm25), row.id))
         scored.sort()  # bm25() is lower-is-better
-        return chunks, [cid for _, cid in scored]
+        return by_id, [cid for _, cid in scored]
+
+
+def to_chunk(row: Row[Any]) -> RetrievedChunk:
+    """A candidate row as a chunk; metadata JSON is decoded only for rows that are kept."""
+    return RetrievedChunk(
+        chunk_id=row.id,
+        collection_id=row.collection_id,
+        document_id=row.document_id,
+        document_title=row.title,
+        source=row.source,
+        text=row.text,
+        token_count=row.token_count,
+        position=row.position,
+        meta=json.loads(row.meta) if row.meta else {},
+    )
+
+
+def _build(with_keyword: bool, conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    where = [_c.collection_id.in_(bindparam("cids", expanding=True)), *conditions]
+    joined = ChunkRow.__table__.join(DocumentRow.__table__, _d.id == _c.document_id)
+    columns: list[Any] = [
+        _c.id,
+        _c.collection_id,
+        _c.document_id,
+        _c.text,
+        _c.token_count,
+        _c.position,
+        # Raw JSON text: decoding ~50 candidates' metadata to keep 6 would be wasted work.
+        type_coerce(_c.meta, Text).label("meta"),
+        _d.title,
+        _d.source,
+    ]
+    dense = _c.id.in_(bindparam("dense", expanding=True))
+    if not with_keyword:
+        return (
+            select(*columns, literal_column("NULL").label("bm25"))
+            .select_from(joined)
+            .where(dense, *where)
+        )
+    bm25: Any = literal_column("bm25(chunks_fts)")
+    kw = (
+        select(_c.id.label("id"), bm25.label("bm25"))
+        .select_from(_fts.join(joined, _c.id == _fts.c.rowid))
+        .where(literal_column("chunks_fts").op("MATCH")(bindparam("q")), *where)
+        .order_by(bm25)
+        .limit(bindparam("k"))
+        .cte("kw")
+    )
+    return (
+        select(*columns, kw.c.bm25)
+        .select_from(joined.outerjoin(kw, kw.c.id == _c.id))
+        .where(or_(_c.id.in_(select(kw.c.id)), dense), *where)
+    )
+
+
+# Without filters (the chat hot path) the statement never changes: build it once.
+_PLAIN = {True: _build(True, ()), False: _build(False, ())}
+
+
+def _statement(with_keyword: bool, conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    return _build(with_keyword, conditions) if conditions else _PLAIN[with_keyword]

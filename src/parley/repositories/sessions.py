@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.models import MessageRow, SessionRow
+from parley.domain.chat import HistoryMessage
 from parley.errors import InvalidInput
 from parley.repositories.pagination import Page, decode_cursor, encode_cursor, keyset_page
 
@@ -57,27 +58,25 @@ class SessionRepository:
         result = await self.session.execute(delete(SessionRow).where(SessionRow.id == session_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def with_recent_messages(
+    async def recent_history(
         self, session_id: str, *, limit: int
-    ) -> tuple[SessionRow | None, list[MessageRow]]:
-        """The session and its last ``limit`` messages (oldest first) in ONE statement."""
-        recent = (
-            select(MessageRow.id)
-            .where(MessageRow.session_id == session_id)
-            .order_by(MessageRow.id.desc())
-            .limit(limit)
-            .scalar_subquery()
-        )
-        stmt = (
-            select(SessionRow, MessageRow)
-            .outerjoin(MessageRow, MessageRow.id.in_(recent))
-            .where(SessionRow.id == session_id)
-            .order_by(MessageRow.id)
-        )
-        rows = (await self.session.execute(stmt)).all()
+    ) -> tuple[list[str] | None, list[HistoryMessage]]:
+        """The session's collection ids (None if it does not exist) and its last ``limit``
+        messages, oldest first, in ONE statement.
+
+        Only the columns a prompt needs are read (no ORM objects, no sources JSON): this runs
+        on every chat turn.
+        """
+        conn = await self.session.connection()
+        rows = (await conn.execute(_HISTORY, {"sid": session_id, "n": limit})).all()
         if not rows:
             return None, []
-        return rows[0][0], [m for _, m in rows if m is not None]
+        history = [
+            HistoryMessage(role=role, content=content, token_count=tokens)
+            for _, role, content, tokens in rows
+            if role in ("user", "assistant") and content
+        ]
+        return list(rows[0][0]), history
 
     async def messages_page(
         self, session_id: str, *, limit: int, cursor: str | None
@@ -101,17 +100,30 @@ class SessionRepository:
     async def add_messages(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert messages in ONE multi-row statement; return their ids by role.
 
-        Rows must share the same keys. RETURNING order is not guaranteed across backends and
-        asking SQLAlchemy to sort splits the batch, so ids are matched back by role instead.
+        Rows must share the same keys. RETURNING order is not guaranteed across backends, so
+        ids are matched back by role. Core (not the ORM bulk path): this runs on every turn.
         """
         if len({r["role"] for r in rows}) != len(rows):
             raise ValueError("add_messages takes at most one message per role")
-        # render_nulls keeps None-valued columns in the statement, so the rows batch into a
-        # single INSERT instead of one statement per distinct set of non-null columns.
-        stmt = (
-            insert(MessageRow)
-            .returning(MessageRow.id, MessageRow.role)
-            .execution_options(render_nulls=True)
-        )
-        result = await self.session.execute(stmt, list(rows))
+        conn = await self.session.connection()
+        result = await conn.execute(_INSERT_MESSAGES, list(rows))
         return {role: int(mid) for mid, role in result.all()}
+
+
+_s = SessionRow.__table__.c
+_m = MessageRow.__table__.c
+_RECENT = (
+    select(_m.id)
+    .where(_m.session_id == bindparam("sid"))
+    .order_by(_m.id.desc())
+    .limit(bindparam("n"))
+    .scalar_subquery()
+)
+# Built once: the hot-path statements are plain Core with bound parameters.
+_HISTORY = (
+    select(_s.collection_ids, _m.role, _m.content, _m.token_count)
+    .select_from(SessionRow.__table__.outerjoin(MessageRow.__table__, _m.id.in_(_RECENT)))
+    .where(_s.id == bindparam("sid"))
+    .order_by(_m.id)
+)
+_INSERT_MESSAGES = insert(cast(Table, MessageRow.__table__)).returning(_m.id, _m.role)

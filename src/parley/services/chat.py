@@ -15,7 +15,7 @@ from cachetools import LRUCache
 from sqlalchemy.exc import IntegrityError
 
 from parley.db.base import utcnow
-from parley.db.models import MessageRow, SessionRow
+from parley.db.models import MessageRow
 from parley.domain.budget import plan_budget
 from parley.domain.chat import HistoryMessage, Usage
 from parley.domain.retrieval import Citation, RetrievedChunk, SearchQuery
@@ -152,12 +152,11 @@ class ChatService:
         llm_ms = 0.0
         rewritten: str | None = None
         if scope is not None and not rewrite:
-            (session, history), sources = await _both(
+            (_, history), sources = await _both(
                 self._load(session_id), self._search(text, scope, k)
             )
         else:
-            session, history = await self._load(session_id)
-            scope = session.collection_ids
+            scope, history = await self._load(session_id)
             query = text
             if rewrite and history:
                 t = time.perf_counter()
@@ -241,21 +240,16 @@ class ChatService:
                         turn, "".join(parts), usage or Usage(), self._llm.model, "interrupted"
                     )
 
-    async def _load(self, session_id: str) -> tuple[SessionRow, list[HistoryMessage]]:
+    async def _load(self, session_id: str) -> tuple[list[str], list[HistoryMessage]]:
         async with self._uow() as tx:
-            session, rows = await tx.sessions.with_recent_messages(
+            scope, history = await tx.sessions.recent_history(
                 session_id, limit=self._chat.history_messages
             )
-        if session is None:
+        if scope is None:
             self._scopes.pop(session_id, None)
             raise NotFound(f"session {session_id} not found")
-        self._scopes[session_id] = list(session.collection_ids)
-        history = [
-            HistoryMessage(role=r.role, content=r.content, token_count=r.token_count)  # type: ignore[arg-type]
-            for r in rows
-            if r.role in ("user", "assistant") and r.content
-        ]
-        return session, history
+        self._scopes[session_id] = scope
+        return scope, history
 
     async def _search(self, query: str, scope: list[str], k: int) -> list[RetrievedChunk]:
         return await self._retrieval.search(SearchQuery(text=query, collection_ids=scope, top_k=k))
@@ -307,7 +301,7 @@ class ChatService:
             },
         ]
         # Both messages, their sources and usage: one statement, one transaction.
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             try:
                 ids = await tx.sessions.add_messages(rows)
             except IntegrityError as exc:  # the session was deleted during the turn

@@ -48,7 +48,7 @@ class CollectionService:
         name = name.strip()
         if not name or len(name) > self._max_name:
             raise InvalidInput(f"name must be 1..{self._max_name} characters", field="name")
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             if await tx.collections.get_by_name(name) is not None:
                 raise Conflict(f"a collection named {name!r} already exists", field="name")
             row = CollectionRow(
@@ -107,7 +107,7 @@ class CollectionService:
 
     async def delete(self, collection_id: str) -> None:
         """Delete a collection with its documents, chunks and jobs; drop its index copy."""
-        async with self._retrieval.collection_lock(collection_id), self._uow() as tx:
+        async with self._retrieval.collection_lock(collection_id), self._uow(write=True) as tx:
             if not await tx.collections.delete(collection_id):
                 raise NotFound(f"collection {collection_id} not found")
             await tx.commit()
@@ -134,7 +134,7 @@ class CollectionService:
         """Delete a document and remove its chunks from the keyword and vector indexes."""
         doc = await self.document(document_id)
         cid = doc.collection_id
-        async with self._retrieval.collection_lock(cid), self._uow() as tx:
+        async with self._retrieval.collection_lock(cid), self._uow(write=True) as tx:
             removed = await tx.documents.delete(document_id)
             version = await tx.collections.bump_version(cid)
             await tx.commit()

@@ -139,7 +139,7 @@ class IngestionService:
                     meta=dict(metadata or {}),
                 )
             )
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             if await tx.collections.get(collection_id) is None:
                 raise NotFound(f"collection {collection_id} not found")
             job = JobRow(collection_id=collection_id, total_items=len(items))
@@ -168,7 +168,7 @@ class IngestionService:
             outcome = await self._process_item(job.collection_id, item)
             if progress is not None:
                 progress(outcome)
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             current = await tx.jobs.get(job.id)
             if current is None:
                 return "lost"
@@ -186,7 +186,7 @@ class IngestionService:
             existing = await tx.documents.get_by_source(collection_id, item.filename)
         unchanged = existing is not None and existing.content_hash == item.content_hash
         if existing is not None and unchanged and existing.status == "ready":
-            async with self._uow() as tx:
+            async with self._uow(write=True) as tx:
                 await tx.jobs.finish_item(item.id, status="skipped", document_id=existing.id)
                 await tx.commit()
             return ItemOutcome(item.filename, "skipped", document_id=existing.id)
@@ -222,7 +222,7 @@ class IngestionService:
         parsed = prepared.parsed
         # One transaction per document: document row, chunks (and, via triggers, the keyword
         # index), collection version and the job item's outcome commit together or not at all.
-        async with self._retrieval.collection_lock(collection_id), self._uow() as tx:
+        async with self._retrieval.collection_lock(collection_id), self._uow(write=True) as tx:
             removed: list[int] = []
             doc = await tx.documents.get(existing.id) if existing is not None else None
             if doc is not None:
@@ -286,7 +286,7 @@ class IngestionService:
     async def _record_failure(
         self, collection_id: str, item: JobItemRow, existing: DocumentRow | None, reason: str
     ) -> ItemOutcome:
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             doc_id = existing.id if existing is not None else None
             if existing is None:
                 # A new file that cannot be parsed is listed as a failed document with the

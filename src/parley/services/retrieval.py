@@ -17,6 +17,7 @@ from parley.errors import Conflict, NotFound
 from parley.providers.cache.base import Cache
 from parley.providers.embeddings.base import Embedder
 from parley.providers.vectors.base import VectorIndex
+from parley.repositories.search import to_chunk
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import RetrievalSettings
 
@@ -76,20 +77,20 @@ class RetrievalService:
         dense = await self._index.search(query.collection_ids, vector, k=over)
         dense_ids = [cid for cid, _ in dense]
         async with self._uow() as tx:
-            chunks, keyword_ids = await tx.search.hybrid(
+            rows, keyword_ids = await tx.search.hybrid(
                 query=query.text,
                 collection_ids=query.collection_ids,
                 dense_ids=dense_ids,
                 keyword_limit=candidates,
                 filters=query.filters,
             )
-        dense_ranked = [cid for cid in dense_ids if cid in chunks][:candidates]
+        dense_ranked = [cid for cid in dense_ids if cid in rows][:candidates]
         fused = reciprocal_rank_fusion([dense_ranked, keyword_ids], k=self._settings.rrf_k)
         dense_pos = {cid: i for i, cid in enumerate(dense_ranked, start=1)}
         keyword_pos = {cid: i for i, cid in enumerate(keyword_ids, start=1)}
         results: list[RetrievedChunk] = []
         for chunk_id, score in fused[: query.top_k]:
-            chunk = chunks[chunk_id]
+            chunk = to_chunk(rows[chunk_id])
             chunk.score = score
             chunk.dense_rank = dense_pos.get(chunk_id)
             chunk.keyword_rank = keyword_pos.get(chunk_id)

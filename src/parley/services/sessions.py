@@ -38,7 +38,7 @@ class SessionService:
             )
         if title is not None and len(title) > self._limits.max_name_chars:
             raise InvalidInput(f"title is limited to {self._limits.max_name_chars} characters")
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             found = {c.id for c in await tx.collections.get_many(ids)}
             by_name = await tx.collections.ids_by_name([r for r in ids if r not in found])
             resolved: list[str] = []
@@ -70,7 +70,7 @@ class SessionService:
 
     async def delete(self, session_id: str) -> None:
         """Delete a session and its messages."""
-        async with self._uow() as tx:
+        async with self._uow(write=True) as tx:
             if not await tx.sessions.delete(session_id):
                 raise NotFound(f"session {session_id} not found")
             await tx.commit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,10 +28,15 @@ class UnitOfWork:
     search: SearchRepository
     sessions: SessionRepository
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, factory: async_sessionmaker[AsyncSession], write_lock: asyncio.Lock | None = None
+    ) -> None:
         self._factory = factory
+        self._write_lock = write_lock
 
     async def __aenter__(self) -> UnitOfWork:
+        if self._write_lock is not None:
+            await self._write_lock.acquire()
         self.session = self._factory()
         self.collections = CollectionRepository(self.session)
         self.documents = DocumentRepository(self.session)
@@ -51,7 +57,11 @@ class UnitOfWork:
             if exc_type is not None and self.session.in_transaction():
                 await self.session.rollback()
         finally:
-            await self.session.close()
+            try:
+                await self.session.close()
+            finally:
+                if self._write_lock is not None:
+                    self._write_lock.release()
 
     async def commit(self) -> None:
         """Commit everything staged in this unit of work."""
@@ -59,11 +69,20 @@ class UnitOfWork:
 
 
 class UnitOfWorkFactory:
-    """Makes units of work; services receive this rather than a session."""
+    """Makes units of work; services receive this rather than a session.
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+    With ``serialize_writes`` (SQLite, which allows one writer at a time) units of work opened
+    with ``write=True`` take turns on an in-process lock. Waiters then resume the moment the
+    previous writer commits, instead of sleeping in SQLite's busy handler, whose back-off
+    (up to 100 ms a step) made the tail latency of concurrent chat turns seconds long.
+    """
+
+    def __init__(
+        self, factory: async_sessionmaker[AsyncSession], *, serialize_writes: bool = False
+    ) -> None:
         self._factory = factory
+        self._write_lock = asyncio.Lock() if serialize_writes else None
 
-    def __call__(self) -> UnitOfWork:
-        """A fresh unit of work (use as ``async with uow() as tx``)."""
-        return UnitOfWork(self._factory)
+    def __call__(self, *, write: bool = False) -> UnitOfWork:
+        """A fresh unit of work (``async with uow(write=True) as tx`` when it will write)."""
+        return UnitOfWork(self._factory, self._write_lock if write else None)
