@@ -119,6 +119,39 @@ class JobSettings(BaseModel):
     poll_interval_s: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=3, gt=0)
     lease_s: float = Field(default=60.0, gt=0)
+    retry_backoff_s: float = Field(
+        default=5.0, ge=0, description="first retry delay; doubles with each attempt"
+    )
+    retry_backoff_max_s: float = Field(default=300.0, ge=0)
+
+
+class DatabaseSettings(BaseModel):
+    """Connection pool and search options for an external database (PostgreSQL)."""
+
+    pool_size: int = Field(default=10, gt=0)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_recycle_s: int = Field(default=1800, gt=0)
+    pool_pre_ping: bool = True
+    pool_timeout_s: float = Field(default=10.0, gt=0)
+    statement_timeout_ms: int = Field(default=30_000, ge=0, description="0 = none")
+    search_language: str = Field(
+        default="english", description="PostgreSQL text search configuration for keyword search"
+    )
+
+
+class RedisSettings(BaseModel):
+    """Hot state in Redis (used when PARLEY_REDIS_URL is set). The database stays the truth."""
+
+    socket_timeout_s: float = Field(default=0.25, gt=0)
+    connect_timeout_s: float = Field(default=0.5, gt=0)
+    max_connections: int = Field(default=64, gt=0)
+    retry_after_s: float = Field(
+        default=2.0, gt=0, description="after a failure, skip Redis this long before probing"
+    )
+    history_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    history_max_messages: int = Field(default=50, gt=0)
+    cache_ttl_s: int = Field(default=3600, gt=0)
+    key_prefix: str = "parley:"
 
 
 class Settings(BaseSettings):
@@ -133,7 +166,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
+    redis_url: SecretStr | None = None
     sql_echo: bool = False
+    db: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
     server: ServerSettings = ServerSettings()
     limits: LimitSettings = LimitSettings()
     embeddings: EmbeddingSettings = EmbeddingSettings()
@@ -154,6 +190,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the relational store is PostgreSQL."""
+        return self.resolved_database_url.startswith("postgresql")
 
     @property
     def is_sqlite(self) -> bool:

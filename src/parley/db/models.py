@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -19,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigIntPK, UTCDateTime, new_id, utcnow
+from parley.db.types import EmbeddingType, TSVectorType
 
 
 class CollectionRow(Base):
@@ -78,7 +80,10 @@ class ChunkRow(Base):
     text: Mapped[str] = mapped_column(Text)
     token_count: Mapped[int] = mapped_column(Integer)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # float32 bytes everywhere in Python; a pgvector ``vector`` column on PostgreSQL.
+    embedding: Mapped[bytes] = mapped_column(EmbeddingType())
+    # PostgreSQL full-text vector, written with the chunk (NULL on SQLite, which uses FTS5).
+    tsv: Mapped[Any] = mapped_column(TSVectorType(), nullable=True, deferred=True)
 
 
 class SessionRow(Base):
@@ -132,6 +137,10 @@ class JobRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Retry back-off: a queued job is not claimed before this time.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set to cancel a running job; its worker stops between two files.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import parley.db.models  # noqa: F401  (importing the models registers their tables)
 from parley.db.base import Base
 from parley.db.migrate import include_name
 
