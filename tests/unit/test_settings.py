@@ -24,8 +24,11 @@ def setting_names(prefix: str, model: type[BaseModel]) -> set[str]:
     return names
 
 
-def test_env_example_documents_every_setting() -> None:
+def test_env_example_is_generated_and_documents_every_setting() -> None:
+    from parley.cli.config import env_example
+
     text = (ROOT / ".env.example").read_text()
+    assert text == env_example(), "regenerate with: parley config > .env.example"
     documented = set(re.findall(r"^# (PARLEY_[A-Z0-9_]+)=", text, flags=re.M))
     assert documented == setting_names("PARLEY_", Settings)
 

@@ -83,6 +83,14 @@ def serve(
 
 
 @app.command()
+def config() -> None:
+    """Print every setting with its default and meaning (the content of ``.env.example``)."""
+    from parley.cli.config import env_example
+
+    typer.echo(env_example(), nl=False)
+
+
+@app.command()
 def migrate() -> None:
     """Upgrade the configured database to the latest schema."""
     from parley.db import migrate as migrations
