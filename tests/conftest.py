@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,17 +15,48 @@ from parley.providers.embeddings.fake import FakeEmbedder
 from parley.providers.llm.fake import FakeLLM
 from parley.providers.tokenizers.approx import ApproxTokenCounter
 from parley.settings import Settings
+from tests.services import fresh_database, start_postgres, unavailable
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DOCS = EXAMPLES / "docs"
 
 
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL server with pgvector for the whole run (see ``tests/services.py``)."""
+    try:
+        url, server = start_postgres()
+    except Exception as exc:  # missing wheel, no permission to start a server, ...
+        unavailable(f"PostgreSQL with pgvector could not be started: {exc}")
+        raise
+    yield url
+    del server  # cleanup_mode="delete" stops the server and removes its data dir
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Storage tests run once per backend with the same assertions."""
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Embedded defaults in a fresh data dir, with fast fake providers."""
+def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for the embedded SQLite file, or a fresh PostgreSQL database for this test."""
+    if backend == "sqlite":
+        yield None
+        return
+    admin = request.getfixturevalue("postgres_admin_url")
+    with fresh_database(admin) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    """Fresh data dir, the backend under test, fast fake providers."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path / "data",
+        database_url=database_url,
         embeddings={"provider": "fake", "dimension": 64},
         llm={"provider": "fake"},
         chunking={"tokenizer": "approx", "max_tokens": 120, "overlap_tokens": 20},

@@ -69,7 +69,11 @@ class Container:
     ) -> Container:
         """Wire the object graph. Nothing connects or loads a model until used."""
         engine, statements = create_engine(settings)
-        uow = UnitOfWorkFactory(create_session_factory(engine), serialize_writes=settings.is_sqlite)
+        uow = UnitOfWorkFactory(
+            create_session_factory(engine),
+            serialize_writes=settings.is_sqlite,
+            search_language=settings.db.search_language,
+        )
         cache = MemoryCache(
             maxsize=settings.embeddings.query_cache_size + settings.retrieval.search_cache_size,
             ttl_s=settings.retrieval.search_cache_ttl_s or 3600.0,
@@ -79,7 +83,12 @@ class Container:
         counter = token_counter or build_token_counter(settings.chunking)
         index = build_vector_index(settings, dimension=raw_embedder.dimension)
         retrieval = RetrievalService(
-            uow=uow, embedder=cached_embedder, index=index, cache=cache, settings=settings.retrieval
+            uow=uow,
+            embedder=cached_embedder,
+            index=index,
+            cache=cache,
+            settings=settings.retrieval,
+            dense_in_db=settings.is_postgres,
         )
         chosen_llm = llm or build_llm(settings.llm)
         runner_box: list[JobRunner] = []
@@ -130,9 +139,14 @@ class Container:
         )
 
     async def prepare_database(self) -> None:
-        """Apply migrations when configured to (the embedded default does)."""
+        """Apply migrations when configured to; on PostgreSQL ensure the HNSW index exists."""
         if self.settings.jobs.auto_migrate:
             await migrate.upgrade(self.engine)
+        if self.settings.is_postgres:
+            from parley.repositories.search_postgres import hnsw_index_sql
+
+            async with self.engine.begin() as conn:
+                await conn.execute(text(hnsw_index_sql(self.embedder.dimension)))
 
     async def start_background(self, *, run_jobs: bool | None = None) -> None:
         """Start the in-process job runner; load the model and index copies off the request path."""

@@ -30,9 +30,10 @@ async def test_a_warm_chat_turn_costs_three_sql_statements(container: Container)
         statements = container.statements.statements
         assert result.citations
         assert container.statements.count == 3, statements
-        # 1: session + recent history, 2: keyword search + hydration, 3: insert both messages.
+        # 1: session + recent history, 2: hybrid search (SQLite: FTS5 + hydration of the
+        # in-process dense hits; PostgreSQL: pgvector + tsvector), 3: insert both messages.
         assert "FROM sessions" in statements[0] and "messages" in statements[0]
-        assert "chunks_fts" in statements[1]
+        assert "chunks_fts" in statements[1] or ("<=>" in statements[1] and "@@" in statements[1])
         assert statements[2].startswith("INSERT INTO messages")
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from parley.cli.progress import ingest_with_progress
+from parley.cli.worker import worker
 from parley.container import Container
 from parley.errors import ParleyError
 from parley.logging import configure_logging
@@ -226,6 +227,9 @@ def eval_(
         table.add_row(str(rank) if rank else "[red]miss[/red]", case.question, case.source)
     console.print(table)
     console.print(f"hit@{report.k} = {report.hit_rate:.3f}   MRR = {report.mrr:.3f}")
+
+
+app.command(name="worker")(worker)
 
 
 def _print_answer(result: TurnResult) -> None:

@@ -49,7 +49,23 @@ def create_engine(settings: Settings) -> tuple[AsyncEngine, StatementCounter]:
         # pool's extra reset-on-return rollback is pure overhead on the hot path.
         kwargs["pool_reset_on_return"] = None
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+        db = settings.db
+        server_settings = {
+            # Nearest-neighbour search breadth, and pgvector >= 0.8's iterative scan so that
+            # a collection filter does not starve the HNSW result list.
+            "hnsw.ef_search": str(settings.retrieval.hnsw_expansion_search),
+            "hnsw.iterative_scan": "relaxed_order",
+        }
+        if db.statement_timeout_ms:
+            server_settings["statement_timeout"] = str(db.statement_timeout_ms)
+        kwargs.update(
+            pool_size=db.pool_size,
+            max_overflow=db.max_overflow,
+            pool_pre_ping=db.pool_pre_ping,
+            pool_recycle=db.pool_recycle_s,
+            pool_timeout=db.pool_timeout_s,
+            connect_args={"server_settings": server_settings},
+        )
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

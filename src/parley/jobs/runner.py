@@ -1,4 +1,17 @@
-"""Claims ingestion jobs from the database and runs them, holding a lease with heartbeats."""
+"""Claims ingestion jobs from the database and runs them, holding a lease with heartbeats.
+
+The same runner serves the API process (embedded default, ``jobs.run_in_process``) and
+``parley worker`` processes; any number of them may share one database.
+
+* A crashed attempt goes back to the queue with an exponential back-off
+  (``retry_backoff_s * 2**(attempt-1)``, capped by ``retry_backoff_max_s``); after
+  ``max_attempts`` the job ends ``failed`` with the error.
+* A worker that dies (``kill -9``) stops heart-beating; once its lease expires another runner
+  claims the job (counting a new attempt) and resumes at the first unprocessed file. Each file
+  is stored in its own transaction together with its item's outcome, so nothing is stored twice
+  and nothing is lost.
+* A graceful stop hands the running job back at once, without using up an attempt.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +19,11 @@ import asyncio
 import contextlib
 import os
 import socket
+from datetime import timedelta
 
 import structlog
 
+from parley.db.base import utcnow
 from parley.db.models import JobRow
 from parley.services.ingestion import IngestionService, ProgressCallback
 from parley.services.uow import UnitOfWorkFactory
@@ -37,6 +52,7 @@ class JobRunner:
 
     def start(self) -> None:
         """Start the background loops (``concurrency`` of them)."""
+        self._stopping = False
         for n in range(self._settings.concurrency):
             self._tasks.append(asyncio.create_task(self._loop(), name=f"job-runner-{n}"))
 
@@ -85,7 +101,12 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            status = await self.run_once()
+            try:
+                status = await self.run_once()
+            except Exception:
+                # E.g. the database is briefly unreachable: keep the loop alive and retry.
+                log.exception("job_loop_error", worker=self.worker_id)
+                status = None
             if status is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
@@ -95,31 +116,65 @@ class JobRunner:
         interval = self._settings.lease_s / 3
         while True:
             await asyncio.sleep(interval)
-            async with self._uow(write=True) as tx:
-                held = await tx.jobs.extend_lease(
-                    job.id, worker_id=self.worker_id, lease_s=self._settings.lease_s
-                )
-                await tx.commit()
+            try:
+                async with self._uow(write=True) as tx:
+                    held = await tx.jobs.extend_lease(
+                        job.id, worker_id=self.worker_id, lease_s=self._settings.lease_s
+                    )
+                    await tx.commit()
+            except Exception:  # a missed beat is retried; the lease outlasts several
+                log.warning("job_heartbeat_failed", job_id=job.id, exc_info=True)
+                continue
             if not held:
                 return
 
     async def _release(self, job: JobRow) -> None:
-        # Graceful shutdown: hand the job back now rather than after the lease expires.
+        # Graceful shutdown: hand the job back now rather than after the lease expires, and
+        # give the attempt back, since stopping a worker is not the job's fault.
         async with self._uow(write=True) as tx:
-            await tx.jobs.release(job.id, worker_id=self.worker_id)
+            await tx.jobs.release(job.id, worker_id=self.worker_id, refund_attempt=True)
             await tx.commit()
+        log.info("job_released", job_id=job.id, worker=self.worker_id)
+
+    def backoff_s(self, attempts: int) -> float:
+        """Delay before retrying a job whose ``attempts``-th attempt crashed."""
+        base = self._settings.retry_backoff_s * 2 ** max(attempts - 1, 0)
+        return float(min(base, self._settings.retry_backoff_max_s))
 
     async def _give_back(self, job: JobRow, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
         async with self._uow(write=True) as tx:
             current = await tx.jobs.get(job.id)
-            if current is None:
-                return
-            if current.attempts >= self._settings.max_attempts:
-                await tx.jobs.finish(job.id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            if current is None or current.worker_id != self.worker_id:
+                return  # deleted, or another worker took it over after our lease lapsed
+            if current.cancel_requested:
+                await tx.jobs.finish(
+                    job.id,
+                    status="cancelled",
+                    error=f"cancelled (last attempt failed with {error}); "
+                    "files already stored stay stored",
+                    worker_id=self.worker_id,
+                )
+                await tx.jobs.drop_pending_items(job.id)
+                outcome, delay = "cancelled", None
+            elif current.attempts >= self._settings.max_attempts:
+                await tx.jobs.finish(job.id, status="failed", error=error, worker_id=self.worker_id)
+                outcome, delay = "failed", None
             else:
+                delay = self.backoff_s(current.attempts)
                 await tx.jobs.release(
                     job.id,
                     worker_id=self.worker_id,
-                    error=f"retrying after {type(exc).__name__}: {exc}",
+                    error=f"attempt {current.attempts} failed, retrying in {delay:g}s: {error}",
+                    not_before=utcnow() + timedelta(seconds=delay),
                 )
+                outcome = "retry"
             await tx.commit()
+        log.warning(
+            "job_attempt_failed",
+            job_id=job.id,
+            attempt=current.attempts,
+            outcome=outcome,
+            retry_in_s=delay,
+            error=error,
+        )

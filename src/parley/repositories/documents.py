@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.models import ChunkRow, DocumentRow
@@ -16,8 +17,9 @@ from parley.repositories.pagination import Page, keyset_page
 class DocumentRepository:
     """Queries on documents and chunks."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, search_language: str = "english") -> None:
         self.session = session
+        self.search_language = search_language
 
     async def add(self, row: DocumentRow) -> DocumentRow:
         """Stage a new document."""
@@ -64,11 +66,24 @@ class DocumentRepository:
         return [int(i) for i in (await self.session.scalars(stmt)).all()]
 
     async def add_chunks(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert chunks in one batched statement; return their ids in input order."""
+        """Insert chunks in one batched statement; return their ids in input order.
+
+        On PostgreSQL the full-text vector is computed by the same INSERT; on SQLite triggers
+        maintain the FTS5 index.
+        """
         if not rows:
             return []
         stmt = insert(ChunkRow).returning(ChunkRow.id, sort_by_parameter_order=True)
-        result = await self.session.scalars(stmt, list(rows))
+        params = list(rows)
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.values(
+                tsv=func.to_tsvector(
+                    bindparam("tsv_language", type_=REGCONFIG), bindparam("tsv_text")
+                )
+            )
+            language = self.search_language
+            params = [{**r, "tsv_language": language, "tsv_text": r["text"]} for r in rows]
+        result = await self.session.scalars(stmt, params)
         return [int(i) for i in result.all()]
 
     async def iter_embeddings(

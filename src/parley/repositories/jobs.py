@@ -1,12 +1,12 @@
-"""Durable ingestion jobs: creation, claiming with a lease, item progress."""
+"""Durable ingestion jobs: creation, claiming with a lease, retries, cancellation, progress."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -46,10 +46,18 @@ class JobRepository:
     async def claim(
         self, *, worker_id: str, lease_s: float, max_attempts: int, job_id: str | None = None
     ) -> JobRow | None:
-        """Atomically take the oldest runnable job (queued, or running with an expired lease)."""
+        """Atomically take the oldest runnable job and count the attempt.
+
+        Runnable: queued and past its retry back-off (``not_before``), or running under a
+        lease that expired (its worker died). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets
+        any number of workers claim concurrently without waiting on each other.
+        """
         now = utcnow()
         runnable = or_(
-            JobRow.status == "queued",
+            and_(
+                JobRow.status == "queued",
+                or_(JobRow.not_before.is_(None), JobRow.not_before <= now),
+            ),
             and_(JobRow.status == "running", JobRow.lease_expires_at < now),
         )
         pick = select(JobRow.id).where(runnable, JobRow.attempts < max_attempts)
@@ -66,6 +74,7 @@ class JobRepository:
                 worker_id=worker_id,
                 attempts=JobRow.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_s),
+                not_before=None,
                 started_at=func.coalesce(JobRow.started_at, now),
             )
             .returning(JobRow)
@@ -74,16 +83,35 @@ class JobRepository:
         return (await self.session.scalars(stmt)).one_or_none()
 
     async def fail_exhausted(self, *, max_attempts: int) -> int:
-        """Mark jobs whose lease expired after their last allowed attempt as failed."""
+        """End jobs that may not be attempted again.
+
+        Those are jobs whose lease expired on their last allowed attempt (the worker died
+        every time) and queued jobs already at the limit (e.g. ``max_attempts`` was lowered).
+        A job whose cancellation was requested ends ``cancelled`` instead of ``failed``.
+        """
         now = utcnow()
+        gave_up = f"gave up after {max_attempts} attempts"
         stmt = (
             update(JobRow)
             .where(
-                JobRow.status == "running",
-                JobRow.lease_expires_at < now,
+                or_(
+                    and_(JobRow.status == "running", JobRow.lease_expires_at < now),
+                    JobRow.status == "queued",
+                ),
                 JobRow.attempts >= max_attempts,
             )
-            .values(status="failed", error="gave up after repeated interruptions", finished_at=now)
+            .values(
+                status=case((JobRow.cancel_requested, "cancelled"), else_="failed"),
+                error=case(
+                    (JobRow.cancel_requested, "cancelled; files already stored stay stored"),
+                    (JobRow.status == "running", f"{gave_up}; the last one's worker stopped"),
+                    else_=func.coalesce(JobRow.error, gave_up),
+                ),
+                worker_id=None,
+                lease_expires_at=None,
+                not_before=None,
+                finished_at=now,
+            )
         )
         result = await self.session.execute(stmt)
         return int(result.rowcount)  # type: ignore[attr-defined]
@@ -97,12 +125,74 @@ class JobRepository:
         )
         return bool((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
-    async def release(self, job_id: str, *, worker_id: str, error: str | None = None) -> None:
-        """Put a job this worker holds back in the queue (graceful stop or retry)."""
+    async def release(
+        self,
+        job_id: str,
+        *,
+        worker_id: str,
+        error: str | None = None,
+        not_before: datetime | None = None,
+        refund_attempt: bool = False,
+    ) -> bool:
+        """Put a job this worker holds back in the queue; False if it no longer holds it.
+
+        A retry passes ``not_before`` (the back-off) and the error; a graceful stop passes
+        ``refund_attempt`` so that shutting a worker down does not use up the job's attempts.
+        """
+        values: dict[str, Any] = {
+            "status": "queued",
+            "worker_id": None,
+            "lease_expires_at": None,
+            "not_before": not_before,
+        }
+        if error is not None:
+            values["error"] = error
+        if refund_attempt:
+            values["attempts"] = case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0)
         stmt = (
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.worker_id == worker_id, JobRow.status == "running")
-            .values(status="queued", worker_id=None, lease_expires_at=None, error=error)
+            .values(values)
+        )
+        return bool((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def cancel(self, job_id: str) -> str | None:
+        """Cancel a job: ``"cancelled"`` if it was queued (ends now), ``"requested"`` if running.
+
+        A running job is only flagged; its worker stops before its next file. None when the job
+        is unknown or already finished. Each step is one conditional UPDATE, so a worker
+        claiming the job at the same moment cannot slip between the check and the change.
+        """
+        now = utcnow()
+        queued = (
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == "queued")
+            .values(
+                status="cancelled",
+                error="cancelled before it finished; files already stored stay stored",
+                cancel_requested=True,
+                not_before=None,
+                finished_at=now,
+            )
+        )
+        if (await self.session.execute(queued)).rowcount:  # type: ignore[attr-defined]
+            await self.drop_pending_items(job_id)
+            return "cancelled"
+        running = (
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == "running")
+            .values(cancel_requested=True)
+        )
+        if (await self.session.execute(running)).rowcount:  # type: ignore[attr-defined]
+            return "requested"
+        return None
+
+    async def drop_pending_items(self, job_id: str) -> None:
+        """Mark a cancelled job's unprocessed items ``cancelled`` and free their bytes."""
+        stmt = (
+            update(JobItemRow)
+            .where(JobItemRow.job_id == job_id, JobItemRow.status == "pending")
+            .values(status="cancelled", content=None)
         )
         await self.session.execute(stmt)
 
@@ -141,14 +231,15 @@ class JobRepository:
             counters["skipped_items"] = JobRow.skipped_items + 1
         await self.session.execute(update(JobRow).where(JobRow.id == item.job_id).values(counters))
 
-    async def finish(self, job_id: str, *, status: str, error: str | None = None) -> None:
-        """Move a job to a terminal state."""
-        stmt = (
-            update(JobRow)
-            .where(JobRow.id == job_id)
-            .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
-        )
-        await self.session.execute(stmt)
+    async def finish(
+        self, job_id: str, *, status: str, error: str | None = None, worker_id: str | None = None
+    ) -> bool:
+        """Move a job to a terminal state (only if ``worker_id`` still holds it, when given)."""
+        stmt = update(JobRow).where(JobRow.id == job_id)
+        if worker_id is not None:
+            stmt = stmt.where(JobRow.worker_id == worker_id, JobRow.status == "running")
+        stmt = stmt.values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
+        return bool((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
     async def has_runnable(self) -> bool:
         """Whether any job is waiting (cheap poll for idle workers)."""

@@ -150,6 +150,23 @@ class CollectionService:
             items = await tx.jobs.items(job_id)
         return job, items
 
+    async def cancel_job(self, job_id: str) -> tuple[JobRow, list[JobItemRow]]:
+        """Cancel a job; return it with its items.
+
+        A queued job is ``cancelled`` at once. A running one is flagged and its worker stops
+        before its next file, then marks it ``cancelled``; files already stored stay stored
+        (each file is its own transaction). Raises NotFound, or Conflict if already finished.
+        """
+        async with self._uow(write=True) as tx:
+            outcome = await tx.jobs.cancel(job_id)
+            if outcome is None:
+                job = await tx.jobs.get(job_id)
+                if job is None:
+                    raise NotFound(f"job {job_id} not found")
+                raise Conflict(f"job {job_id} has already finished ({job.status})")
+            await tx.commit()
+        return await self.job(job_id)
+
 
 def collection_dict(view: CollectionView) -> dict[str, Any]:
     """Plain representation shared by the CLI and tests."""

@@ -156,12 +156,23 @@ class IngestionService:
     async def run_job(
         self, job: JobRow, *, worker_id: str, progress: ProgressCallback | None = None
     ) -> str:
-        """Process the pending items of a claimed job; return its terminal status."""
+        """Process the pending items of a claimed job; return its terminal status.
+
+        Before each file the job row is read again: a cancellation requested meanwhile ends
+        the job ``cancelled`` there (files already stored stay stored, each having been its own
+        transaction), and a job this worker no longer holds is left alone (``"lost"``).
+        """
+        cancelled = False
         while True:
             async with self._uow() as tx:
                 current = await tx.jobs.get(job.id)
                 if current is None or current.worker_id != worker_id:
                     return "lost"  # deleted, or re-claimed after our lease lapsed
+                if current.status != "running":
+                    return "lost"  # ended meanwhile by someone else
+                if current.cancel_requested:
+                    cancelled = True
+                    break
                 item = await tx.jobs.next_pending_item(job.id)
             if item is None:
                 break
@@ -172,10 +183,19 @@ class IngestionService:
             current = await tx.jobs.get(job.id)
             if current is None:
                 return "lost"
-            failed = current.failed_items
-            status = "failed" if failed and failed == current.total_items else "succeeded"
-            error = f"{failed} of {current.total_items} files failed" if failed else None
-            await tx.jobs.finish(job.id, status=status, error=error)
+            failed, total = current.failed_items, current.total_items
+            if cancelled:
+                status = "cancelled"
+                error: str | None = (
+                    f"cancelled after {current.processed_items} of {total} files; "
+                    "files already stored stay stored"
+                )
+                await tx.jobs.drop_pending_items(job.id)
+            else:
+                status = "failed" if failed and failed == total else "succeeded"
+                error = f"{failed} of {total} files failed" if failed else None
+            if not await tx.jobs.finish(job.id, status=status, error=error, worker_id=worker_id):
+                return "lost"
             await tx.commit()
         log.info("ingestion_job_finished", job_id=job.id, status=status)
         return status

@@ -35,14 +35,23 @@ class RetrievalService:
         index: VectorIndex,
         cache: Cache,
         settings: RetrievalSettings,
+        dense_in_db: bool = False,
     ) -> None:
         self._uow = uow
         self._embedder = embedder
         self._index = index
         self._cache = cache
         self._settings = settings
+        # PostgreSQL: pgvector searches vectors inside the same SQL statement as keywords, so
+        # there is no in-process copy to keep in sync.
+        self._dense_in_db = dense_in_db
         self._locks: dict[str, asyncio.Lock] = {}
         self._checked_at: dict[str, float] = {}
+
+    @property
+    def dense_in_db(self) -> bool:
+        """Whether vectors are searched by the database (pgvector) rather than in process."""
+        return self._dense_in_db
 
     def collection_lock(self, collection_id: str) -> asyncio.Lock:
         """Serialises index rebuilds and writes of one collection within this process."""
@@ -59,6 +68,11 @@ class RetrievalService:
         With ``require_collections`` every collection id must exist (``NotFound`` otherwise);
         chat skips that check because a session's collections were checked at its creation.
         """
+        if self._dense_in_db:
+            if require_collections:
+                await self._check_collections(query.collection_ids)
+            vector = (await self._embedder.embed([query.text], kind="query"))[0]
+            return await self.search_with_vector(query, vector)
         await self.sync(query.collection_ids, force=require_collections)
         if require_collections:
             missing = [c for c in query.collection_ids if self._index.version(c) is None]
@@ -70,34 +84,62 @@ class RetrievalService:
             if cached is not None:
                 return list(cast("tuple[RetrievedChunk, ...]", cached))
         vector = (await self._embedder.embed([query.text], kind="query"))[0]
-        # Dense search is an in-process lookup; its hits are hydrated by the same SQL
-        # statement that ranks keywords, so a search costs one round trip to the database.
+        results = await self.search_with_vector(query, vector)
+        if key is not None:
+            await self._cache.set(key, tuple(results), ttl_s=self._settings.search_cache_ttl_s)
+        return results
+
+    async def search_with_vector(
+        self, query: SearchQuery, vector: np.ndarray
+    ) -> list[RetrievedChunk]:
+        """Hybrid search for an already embedded query: one SQL statement, then fusion."""
         candidates = self._settings.candidates
-        over = candidates * 4 if query.filters else candidates
-        dense = await self._index.search(query.collection_ids, vector, k=over)
-        dense_ids = [cid for cid, _ in dense]
+        dense_ids: list[int] = []
+        if not self._dense_in_db:
+            # Dense search is an in-process lookup; its hits are hydrated by the same SQL
+            # statement that ranks keywords, so a search costs one round trip to the database.
+            over = candidates * 4 if query.filters else candidates
+            dense_ids = [
+                cid for cid, _ in await self._index.search(query.collection_ids, vector, k=over)
+            ]
         async with self._uow() as tx:
-            rows, keyword_ids = await tx.search.hybrid(
+            found = await tx.search.hybrid(
                 query=query.text,
                 collection_ids=query.collection_ids,
-                dense_ids=dense_ids,
                 keyword_limit=candidates,
                 filters=query.filters,
+                dense_ids=dense_ids,
+                vector=vector if self._dense_in_db else None,
+                dense_limit=candidates,
             )
-        dense_ranked = [cid for cid in dense_ids if cid in rows][:candidates]
-        fused = reciprocal_rank_fusion([dense_ranked, keyword_ids], k=self._settings.rrf_k)
+        dense_ranked = found.dense[:candidates]
+        fused = reciprocal_rank_fusion([dense_ranked, found.keyword], k=self._settings.rrf_k)
         dense_pos = {cid: i for i, cid in enumerate(dense_ranked, start=1)}
-        keyword_pos = {cid: i for i, cid in enumerate(keyword_ids, start=1)}
+        keyword_pos = {cid: i for i, cid in enumerate(found.keyword, start=1)}
         results: list[RetrievedChunk] = []
         for chunk_id, score in fused[: query.top_k]:
-            chunk = to_chunk(rows[chunk_id])
+            chunk = to_chunk(found.rows[chunk_id])
             chunk.score = score
             chunk.dense_rank = dense_pos.get(chunk_id)
             chunk.keyword_rank = keyword_pos.get(chunk_id)
             results.append(chunk)
-        if key is not None:
-            await self._cache.set(key, tuple(results), ttl_s=self._settings.search_cache_ttl_s)
         return results
+
+    async def _check_collections(self, collection_ids: Sequence[str]) -> None:
+        async with self._uow() as tx:
+            state = await tx.collections.index_state(collection_ids)
+        for cid in collection_ids:
+            if cid not in state:
+                raise NotFound(f"collection {cid} not found", field="collection_ids")
+            self._check_model(cid, state[cid][1])
+
+    def _check_model(self, collection_id: str, model: str) -> None:
+        if model != self._embedder.model_id:
+            raise Conflict(
+                f"collection {collection_id} was embedded with {model!r} but the configured "
+                f"embedder is {self._embedder.model_id!r}; re-ingest it or change settings",
+                field="collection_ids",
+            )
 
     async def sync(self, collection_ids: Sequence[str], *, force: bool = False) -> None:
         """Bring the in-process index up to each collection's DB version.
@@ -106,6 +148,8 @@ class RetrievalService:
         so writes made by another process (the CLI, a worker) become searchable quickly without
         a query per search. Writes made in this process update the index immediately.
         """
+        if self._dense_in_db:
+            return
         now = time.monotonic()
         interval = self._settings.index_sync_interval_s
         due = [
@@ -125,12 +169,7 @@ class RetrievalService:
                 await self._index.drop(cid)
                 continue
             version, model = state[cid]
-            if model != self._embedder.model_id:
-                raise Conflict(
-                    f"collection {cid} was embedded with {model!r} but the configured "
-                    f"embedder is {self._embedder.model_id!r}; re-ingest it or change settings",
-                    field="collection_ids",
-                )
+            self._check_model(cid, model)
             if self._index.version(cid) != version:
                 await self._rebuild(cid, version)
 

@@ -29,19 +29,23 @@ class UnitOfWork:
     sessions: SessionRepository
 
     def __init__(
-        self, factory: async_sessionmaker[AsyncSession], write_lock: asyncio.Lock | None = None
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        write_lock: asyncio.Lock | None = None,
+        search_language: str = "english",
     ) -> None:
         self._factory = factory
         self._write_lock = write_lock
+        self._language = search_language
 
     async def __aenter__(self) -> UnitOfWork:
         if self._write_lock is not None:
             await self._write_lock.acquire()
         self.session = self._factory()
         self.collections = CollectionRepository(self.session)
-        self.documents = DocumentRepository(self.session)
+        self.documents = DocumentRepository(self.session, search_language=self._language)
         self.jobs = JobRepository(self.session)
-        self.search = SearchRepository(self.session)
+        self.search = SearchRepository(self.session, search_language=self._language)
         self.sessions = SessionRepository(self.session)
         return self
 
@@ -78,11 +82,16 @@ class UnitOfWorkFactory:
     """
 
     def __init__(
-        self, factory: async_sessionmaker[AsyncSession], *, serialize_writes: bool = False
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        serialize_writes: bool = False,
+        search_language: str = "english",
     ) -> None:
         self._factory = factory
         self._write_lock = asyncio.Lock() if serialize_writes else None
+        self._language = search_language
 
     def __call__(self, *, write: bool = False) -> UnitOfWork:
         """A fresh unit of work (``async with uow(write=True) as tx`` when it will write)."""
-        return UnitOfWork(self._factory, self._write_lock if write else None)
+        return UnitOfWork(self._factory, self._write_lock if write else None, self._language)

@@ -197,3 +197,16 @@ async def get_job(job_id: str, container: ContainerDep) -> JobRead:
     """Status and progress of an ingestion job."""
     job, items = await container.collections.job(job_id)
     return _job(job, items)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobRead)
+async def cancel_job(job_id: str, container: ContainerDep) -> JobRead:
+    """Cancel an ingestion job; 409 ``conflict`` if it has already finished.
+
+    A queued job is ``cancelled`` at once. A running job keeps status ``running`` until its
+    worker reaches the next file (moments later), then becomes ``cancelled``: poll
+    ``GET /v1/jobs/{job_id}``. Files already stored stay stored (each is its own transaction);
+    the others are marked ``cancelled``.
+    """
+    job, items = await container.collections.cancel_job(job_id)
+    return _job(job, items)

@@ -1,0 +1,1 @@
+"""providers memory package: the session hot history and per-turn caches (``TurnStore``)."""
