@@ -27,6 +27,7 @@ from parley.providers.tokenizers.base import TokenCounter
 from parley.providers.vectors.base import VectorIndex
 from parley.services.chat import ChatService
 from parley.services.collections import CollectionService
+from parley.services.health import HealthService
 from parley.services.ingestion import IngestionService
 from parley.services.prompt_library import PromptLibrary
 from parley.services.retrieval import RetrievalService
@@ -56,6 +57,7 @@ class Container:
     sessions: SessionService
     chat: ChatService
     runner: JobRunner
+    health: HealthService
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -136,6 +138,12 @@ class Container:
                 limits=settings.limits,
             ),
             runner=runner,
+            health=HealthService(
+                engine=engine,
+                embedder=cached_embedder,
+                llm=chosen_llm,
+                jobs_in_process=settings.jobs.run_in_process,
+            ),
         )
 
     async def prepare_database(self) -> None:
@@ -165,11 +173,6 @@ class Container:
             await self.retrieval.sync([c.id for c in page.items], force=True)
         except Exception:  # warming is an optimisation; searches sync on demand anyway
             log.warning("warmup_failed", exc_info=True)
-
-    async def check_database(self) -> None:
-        """Raise if the database does not answer."""
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
         """Stop background work, persist index copies, close clients and the engine."""
