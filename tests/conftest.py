@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+import uuid
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,13 @@ from parley.providers.embeddings.fake import FakeEmbedder
 from parley.providers.llm.fake import FakeLLM
 from parley.providers.tokenizers.approx import ApproxTokenCounter
 from parley.settings import Settings
-from tests.services import fresh_database, start_postgres, unavailable
+from tests.services import (
+    delete_prefix,
+    fresh_database,
+    redis_url,
+    start_postgres,
+    unavailable,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DOCS = EXAMPLES / "docs"
@@ -51,10 +58,23 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str |
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    """Fresh data dir, the backend under test, fast fake providers."""
+def redis_config(backend: str) -> Iterator[dict[str, object]]:
+    """The scale-out configuration (PostgreSQL) also runs with Redis, under its own prefix."""
+    if backend == "sqlite":
+        yield {}
+        return
+    url = redis_url()
+    prefix = f"parley-test-{uuid.uuid4().hex[:10]}:"
+    yield {"redis_url": url, "redis": {"key_prefix": prefix}}
+    delete_prefix(url, prefix)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None, redis_config: dict[str, object]) -> Settings:
+    """Fresh data dir, the backend under test (SQLite alone, or PostgreSQL + Redis), fakes."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
+        **redis_config,  # type: ignore[arg-type]
         data_dir=tmp_path / "data",
         database_url=database_url,
         embeddings={"provider": "fake", "dimension": 64},

@@ -75,3 +75,30 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 def _asyncpg_dsn(url: str) -> str:
     # asyncpg wants postgresql://user@/db?host=/socket/dir; an empty password must go.
     return url.replace("postgres:@", "postgres@")
+
+
+def redis_url() -> str:
+    """The Redis the suite uses; skips (or fails in CI) when it does not answer."""
+    import redis
+
+    url = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        unavailable(f"Redis at {url} is unreachable: {exc}")
+    return url
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    """Remove every key a test wrote under its own prefix."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

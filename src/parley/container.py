@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import text
@@ -14,6 +15,7 @@ from parley.db.session import StatementCounter, create_engine, create_session_fa
 from parley.jobs.runner import JobRunner
 from parley.providers.cache.base import Cache
 from parley.providers.cache.memory import MemoryCache
+from parley.providers.cache.tiered import TieredCache
 from parley.providers.embeddings.base import Embedder
 from parley.providers.embeddings.cached import CachedEmbedder
 from parley.providers.llm.base import LLM
@@ -28,6 +30,7 @@ from parley.providers.vectors.base import VectorIndex
 from parley.services.chat import ChatService
 from parley.services.collections import CollectionService
 from parley.services.health import HealthService
+from parley.services.hot_turns import HotTurns
 from parley.services.ingestion import IngestionService
 from parley.services.prompt_library import PromptLibrary
 from parley.services.retrieval import RetrievalService
@@ -35,7 +38,38 @@ from parley.services.sessions import SessionService
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import Settings
 
+if TYPE_CHECKING:
+    from parley.providers.cache.redis import RedisCache
+    from parley.providers.memory.redis import RedisTurnStore
+    from parley.providers.redis_support import RedisGuard
+
 log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class RedisParts:
+    """The shared Redis pool behind its circuit breaker, and what is built on it."""
+
+    guard: RedisGuard
+    store: RedisTurnStore
+    embedding_l2: RedisCache
+
+
+def _redis_parts(settings: Settings) -> RedisParts | None:
+    if settings.redis_url is None:
+        return None
+    from parley.providers.cache.redis import RedisCache
+    from parley.providers.memory.redis import RedisTurnStore
+    from parley.providers.redis_support import RedisGuard, call_deadline_s, create_redis
+
+    r = settings.redis
+    client = create_redis(settings.redis_url.get_secret_value(), r)
+    guard = RedisGuard(client, retry_after_s=r.retry_after_s, timeout_s=call_deadline_s(r))
+    return RedisParts(
+        guard=guard,
+        store=RedisTurnStore(guard, r),
+        embedding_l2=RedisCache(guard, f"{r.key_prefix}qemb:", r.cache_ttl_s),
+    )
 
 
 @dataclass(slots=True)
@@ -58,6 +92,7 @@ class Container:
     chat: ChatService
     runner: JobRunner
     health: HealthService
+    redis: RedisParts | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -81,7 +116,16 @@ class Container:
             ttl_s=settings.retrieval.search_cache_ttl_s or 3600.0,
         )
         raw_embedder = embedder or build_embedder(settings.embeddings)
-        cached_embedder = CachedEmbedder(raw_embedder, cache)
+        redis = _redis_parts(settings)
+        # Query embeddings: in-process L1, plus Redis L2 shared by all instances when configured.
+        # The chat turn reads its embedding together with the history (one round trip), so it
+        # uses the L1-only view; other searches use both levels.
+        local_embedder = CachedEmbedder(raw_embedder, cache)
+        cached_embedder = (
+            CachedEmbedder(raw_embedder, TieredCache(cache, redis.embedding_l2))
+            if redis is not None
+            else local_embedder
+        )
         counter = token_counter or build_token_counter(settings.chunking)
         index = build_vector_index(settings, dimension=raw_embedder.dimension)
         retrieval = RetrievalService(
@@ -91,6 +135,8 @@ class Container:
             cache=cache,
             settings=settings.retrieval,
             dense_in_db=settings.is_postgres,
+            local_embedder=local_embedder,
+            shared=redis.store if redis is not None else None,
         )
         chosen_llm = llm or build_llm(settings.llm)
         runner_box: list[JobRunner] = []
@@ -125,7 +171,11 @@ class Container:
                 retrieval=retrieval,
                 max_name_chars=settings.limits.max_name_chars,
             ),
-            sessions=SessionService(uow=uow, limits=settings.limits),
+            sessions=SessionService(
+                uow=uow,
+                limits=settings.limits,
+                shared=redis.store if redis is not None else None,
+            ),
             chat=ChatService(
                 uow=uow,
                 retrieval=retrieval,
@@ -136,6 +186,15 @@ class Container:
                 llm_settings=settings.llm,
                 retrieval_settings=settings.retrieval,
                 limits=settings.limits,
+                hot=(
+                    HotTurns(
+                        redis.store,
+                        model_id=raw_embedder.model_id,
+                        history_limit=settings.chat.history_messages,
+                    )
+                    if redis is not None
+                    else None
+                ),
             ),
             runner=runner,
             health=HealthService(
@@ -143,7 +202,9 @@ class Container:
                 embedder=cached_embedder,
                 llm=chosen_llm,
                 jobs_in_process=settings.jobs.run_in_process,
+                redis=redis.guard if redis is not None else None,
             ),
+            redis=redis,
         )
 
     async def prepare_database(self) -> None:
@@ -164,6 +225,7 @@ class Container:
 
     async def _warm_index(self) -> None:
         try:
+            await self.retrieval.publish_all_versions()
             # Load the embedding model now rather than on the first user's query.
             warmup = getattr(self.embedder, "warmup", None)
             if warmup is not None:
@@ -184,4 +246,6 @@ class Container:
         await self.index.aclose()
         await self.llm.aclose()
         await self.embedder.aclose()
+        if self.redis is not None:
+            await self.redis.guard.client.aclose()
         await self.engine.dispose()

@@ -15,7 +15,15 @@ async def ingest_examples(container: Container, name: str = "kb") -> str:
     return view.row.id
 
 
-async def test_a_warm_chat_turn_costs_three_sql_statements(container: Container) -> None:
+def redis_round_trips(container: Container) -> int:
+    return container.redis.guard.round_trips if container.redis is not None else 0
+
+
+async def test_a_warm_chat_turn_costs_three_sql_statements(
+    container: Container, backend: str
+) -> None:
+    """SQLite: 3 statements. PostgreSQL + Redis: 2 statements and 2 Redis round trips
+    (history comes from Redis; the read and the write are one round trip each)."""
     container.settings.retrieval.index_sync_interval_s = 3600  # steady state: no version check
     cid = await ingest_examples(container)
     session = await container.sessions.create(collection_ids=[cid])
@@ -25,10 +33,17 @@ async def test_a_warm_chat_turn_costs_three_sql_statements(container: Container)
 
     for question in ("What is the return window?", "How do I pair the app?"):
         container.statements.reset(record=True)
+        trips = redis_round_trips(container)
         turn = await container.chat.prepare(session_id=sid, content=question)
         result = await container.chat.complete(turn)
         statements = container.statements.statements
         assert result.citations
+        if backend == "postgres":
+            assert redis_round_trips(container) - trips == 2
+            assert container.statements.count == 2, statements
+            assert "<=>" in statements[0] and "@@" in statements[0]
+            assert statements[1].startswith("INSERT INTO messages")
+            continue
         assert container.statements.count == 3, statements
         # 1: session + recent history, 2: hybrid search (SQLite: FTS5 + hydration of the
         # in-process dense hits; PostgreSQL: pgvector + tsvector), 3: insert both messages.
@@ -37,7 +52,7 @@ async def test_a_warm_chat_turn_costs_three_sql_statements(container: Container)
         assert statements[2].startswith("INSERT INTO messages")
 
 
-async def test_streamed_turn_costs_the_same(container: Container) -> None:
+async def test_streamed_turn_costs_the_same(container: Container, backend: str) -> None:
     container.settings.retrieval.index_sync_interval_s = 3600
     cid = await ingest_examples(container)
     sid = (await container.sessions.create(collection_ids=[cid])).row.id
@@ -46,10 +61,12 @@ async def test_streamed_turn_costs_the_same(container: Container) -> None:
     turn = await container.chat.prepare(session_id=sid, content="battery storage temperature")
     events = [event async for event, _ in container.chat.stream(turn)]
     assert events[-1] == "done"
-    assert container.statements.count == 3
+    assert container.statements.count == (3 if backend == "sqlite" else 2)
 
 
-async def test_repeated_query_is_served_from_the_search_cache(container: Container) -> None:
+async def test_repeated_query_is_served_from_the_search_cache(
+    container: Container, backend: str
+) -> None:
     container.settings.retrieval.index_sync_interval_s = 3600
     cid = await ingest_examples(container)
     sid = (await container.sessions.create(collection_ids=[cid])).row.id
@@ -58,10 +75,16 @@ async def test_repeated_query_is_served_from_the_search_cache(container: Contain
             await container.chat.prepare(session_id=sid, content="same question")
         )
     container.statements.reset()
+    trips = redis_round_trips(container)
     await container.chat.complete(
         await container.chat.prepare(session_id=sid, content="same question")
     )
-    assert container.statements.count == 2  # history + insert; retrieval hit the cache
+    if backend == "postgres":
+        # history and search both come from Redis (one read); only the insert is SQL
+        assert container.statements.count == 1
+        assert redis_round_trips(container) - trips == 2
+    else:
+        assert container.statements.count == 2  # history + insert; retrieval hit the cache
 
 
 async def test_listing_collections_does_not_scale_with_page_size(container: Container) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
+import numpy as np
 import structlog
 from cachetools import LRUCache
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,7 @@ from parley.domain.retrieval import Citation, RetrievedChunk, SearchQuery
 from parley.errors import InvalidInput, NotFound, ParleyError
 from parley.providers.llm.base import LLM, GenerationRequest
 from parley.providers.tokenizers.base import TokenCounter
+from parley.services.hot_turns import HotTurns, PendingWrite, decode_sources, encode_sources
 from parley.services.prompt_library import PromptLibrary
 from parley.services.retrieval import RetrievalService
 from parley.services.uow import UnitOfWorkFactory
@@ -46,6 +48,7 @@ class PreparedTurn:
     retrieval_ms: float
     llm_ms: float = 0.0
     rewritten_query: str | None = None
+    pending: PendingWrite | None = None
 
 
 @dataclass(slots=True)
@@ -117,6 +120,7 @@ class ChatService:
         llm_settings: LLMSettings,
         retrieval_settings: RetrievalSettings,
         limits: LimitSettings,
+        hot: HotTurns | None = None,
     ) -> None:
         self._uow = uow
         self._retrieval = retrieval
@@ -127,6 +131,7 @@ class ChatService:
         self._llm_settings = llm_settings
         self._retrieval_settings = retrieval_settings
         self._limits = limits
+        self._hot = hot
         # A session's collections never change after creation, so they can be remembered;
         # this lets retrieval start while the history is still loading.
         self._scopes: LRUCache[str, list[str]] = LRUCache(maxsize=10_000)
@@ -151,7 +156,12 @@ class ChatService:
         scope = self._scopes.get(session_id)
         llm_ms = 0.0
         rewritten: str | None = None
-        if scope is not None and not rewrite:
+        pending: PendingWrite | None = None
+        if self._hot is not None:
+            history, sources, rewritten, llm_ms, pending = await self._prepare_hot(
+                session_id, text, k, rewrite=rewrite
+            )
+        elif scope is not None and not rewrite:
             (_, history), sources = await _both(
                 self._load(session_id), self._search(text, scope, k)
             )
@@ -190,7 +200,58 @@ class ChatService:
             retrieval_ms=retrieval_ms,
             llm_ms=llm_ms,
             rewritten_query=rewritten,
+            pending=pending,
         )
+
+    async def _prepare_hot(
+        self, session_id: str, text: str, k: int, *, rewrite: bool
+    ) -> tuple[list[HistoryMessage], list[RetrievedChunk], str | None, float, PendingWrite]:
+        """Scale-out path: one store read, the database only for what the store lacks."""
+        assert self._hot is not None
+        hint = self._scopes.get(session_id)
+        read, embedding_key, digest = await self._hot.read(
+            session_id=session_id, text=text, top_k=k, scope_hint=hint
+        )
+        scope, history, refill = read.scope or hint, read.history, None
+        if scope is None or history is None:
+            db_scope, db_history = await self._load(session_id)
+            scope = scope or db_scope
+            if history is None:
+                history = refill = db_history
+        self._scopes[session_id] = scope
+        pending = PendingWrite(
+            read=read, scope=scope, refill=refill, embedding_key=embedding_key, query_digest=digest
+        )
+        llm_ms = 0.0
+        rewritten: str | None = None
+        if rewrite and history:
+            t = time.perf_counter()
+            rewritten = await self._rewrite(text, history)
+            llm_ms = (time.perf_counter() - t) * 1000
+            if rewritten == text:  # already standalone: the shared caches still apply
+                rewritten = None
+        if rewritten:
+            # The shared caches are keyed by the question as asked, and were read in this
+            # turn's one round trip; a rewritten query uses the in-process cache only.
+            pending.embedding_key = pending.query_digest = None
+            rewritten_vector = await self._retrieval.embed_query(rewritten, shared_cache=False)
+            query = SearchQuery(text=rewritten, collection_ids=scope, top_k=k)
+            await self._retrieval.sync(scope)
+            sources = await self._retrieval.search_with_vector(query, rewritten_vector)
+            return history, sources, rewritten, llm_ms, pending
+        cached = decode_sources(read.search) if read.search is not None else None
+        if cached is not None:
+            return history, cached, None, llm_ms, pending
+        vector = self._hot.vector(read, self._retrieval.dimension)
+        if vector is None:
+            vector = await self._retrieval.embed_query(text, shared_cache=False)
+            pending.embedding = np.asarray(vector, dtype=np.float32).tobytes()
+        await self._retrieval.sync(scope)
+        sources = await self._retrieval.search_with_vector(
+            SearchQuery(text=text, collection_ids=scope, top_k=k), vector
+        )
+        pending.search = encode_sources(sources)
+        return history, sources, None, llm_ms, pending
 
     async def complete(self, turn: PreparedTurn) -> TurnResult:
         """Generate the whole answer, then persist the turn."""
@@ -308,6 +369,12 @@ class ChatService:
                 raise NotFound(f"session {turn.session_id} not found") from exc
             await tx.commit()
         user_id, assistant_id = ids["user"], ids["assistant"]
+        if self._hot is not None and turn.pending is not None:
+            appended = [
+                HistoryMessage(role="user", content=turn.content, token_count=user_tokens),
+                HistoryMessage(role="assistant", content=answer, token_count=answer_tokens),
+            ]
+            await self._hot.write(turn.pending, session_id=turn.session_id, appended=appended)
         persist_ms = (time.perf_counter() - t) * 1000
         total_ms = (time.perf_counter() - turn.started) * 1000
         timings = {

@@ -108,10 +108,14 @@ class CollectionService:
     async def delete(self, collection_id: str) -> None:
         """Delete a collection with its documents, chunks and jobs; drop its index copy."""
         async with self._retrieval.collection_lock(collection_id), self._uow(write=True) as tx:
-            if not await tx.collections.delete(collection_id):
+            row = await tx.collections.get(collection_id)
+            if row is None or not await tx.collections.delete(collection_id):
                 raise NotFound(f"collection {collection_id} not found")
+            gone_version = row.version + 1
             await tx.commit()
             await self._index.drop(collection_id)
+        # Searches cached for any scope with this collection must not be served again.
+        await self._retrieval.collection_changed(collection_id, gone_version)
 
     async def documents(
         self, collection_id: str, *, limit: int, cursor: str | None, status: str | None = None
@@ -140,6 +144,7 @@ class CollectionService:
             await tx.commit()
             if self._index.version(cid) == version - 1:
                 await self._index.remove(cid, ids=removed, version=version)
+        await self._retrieval.collection_changed(cid, version)
 
     async def job(self, job_id: str) -> tuple[JobRow, list[JobItemRow]]:
         """A job with its items (bytes not loaded)."""

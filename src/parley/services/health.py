@@ -16,13 +16,13 @@ from parley.providers.llm.base import LLM
 
 
 class HasStatus(Protocol):
-    """Anything that can say whether it is ``ok`` or ``degraded`` (e.g. the Redis store)."""
+    """Anything that can say whether it is ``ok`` or ``degraded`` (e.g. the Redis guard)."""
 
     def status(self) -> str:
         """``ok`` or ``degraded``."""
         ...
 
-    async def probe(self) -> None:
+    async def ping(self) -> bool:
         """Try the dependency now (bounded), updating :meth:`status`."""
         ...
 
@@ -68,7 +68,7 @@ class HealthService:
         if self._redis is not None:
             # A failed probe is recorded in the store's status; it is reported, not raised.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._redis.probe(), timeout=self._timeout_s)
+                await asyncio.wait_for(self._redis.ping(), timeout=self._timeout_s)
             result.components["redis"] = {"status": self._redis.status()}
         result.components["embedder"] = {"status": "ok", "model": self._embedder.model_id}
         result.components["llm"] = {

@@ -278,6 +278,7 @@ class IngestionService:
             )
             await tx.commit()
             await self._apply_to_index(collection_id, version, removed, ids, vectors)
+        await self._retrieval.collection_changed(collection_id, version)
         log.info("document_ingested", document_id=doc.id, source=item.filename, chunks=len(ids))
         return ItemOutcome(item.filename, "succeeded", chunks=len(ids), document_id=doc.id)
 

@@ -16,6 +16,7 @@ from parley.domain.retrieval import RetrievedChunk, SearchQuery, reciprocal_rank
 from parley.errors import Conflict, NotFound
 from parley.providers.cache.base import Cache
 from parley.providers.embeddings.base import Embedder
+from parley.providers.memory.base import TurnStore
 from parley.providers.vectors.base import VectorIndex
 from parley.repositories.search import to_chunk
 from parley.services.uow import UnitOfWorkFactory
@@ -36,6 +37,8 @@ class RetrievalService:
         cache: Cache,
         settings: RetrievalSettings,
         dense_in_db: bool = False,
+        local_embedder: Embedder | None = None,
+        shared: TurnStore | None = None,
     ) -> None:
         self._uow = uow
         self._embedder = embedder
@@ -45,8 +48,22 @@ class RetrievalService:
         # PostgreSQL: pgvector searches vectors inside the same SQL statement as keywords, so
         # there is no in-process copy to keep in sync.
         self._dense_in_db = dense_in_db
+        self._local_embedder = local_embedder or embedder
+        self._shared = shared
         self._locks: dict[str, asyncio.Lock] = {}
         self._checked_at: dict[str, float] = {}
+
+    @property
+    def dimension(self) -> int:
+        """Dimension of the query vectors."""
+        return self._embedder.dimension
+
+    async def embed_query(self, text: str, *, shared_cache: bool = True) -> np.ndarray:
+        """The query's embedding; ``shared_cache=False`` skips the Redis level (a caller that
+        already looked there in its own round trip)."""
+        embedder = self._embedder if shared_cache else self._local_embedder
+        vectors: np.ndarray = await embedder.embed([text], kind="query")
+        return np.asarray(vectors[0], dtype=np.float32)
 
     @property
     def dense_in_db(self) -> bool:
@@ -124,6 +141,22 @@ class RetrievalService:
             chunk.keyword_rank = keyword_pos.get(chunk_id)
             results.append(chunk)
         return results
+
+    async def collection_changed(self, collection_id: str, version: int) -> None:
+        """After a change to a collection commits: tell every instance (cached searches of
+        the old version become unreachable)."""
+        if self._shared is not None:
+            await self._shared.publish_versions({collection_id: version})
+
+    async def publish_all_versions(self) -> None:
+        """Publish every collection's current version (at start-up; cheap, one round trip)."""
+        if self._shared is None:
+            return
+        async with self._uow() as tx:
+            page = await tx.collections.page(limit=100_000, cursor=None)
+        versions = {row.id: row.version for row in page.items}
+        if versions:
+            await self._shared.publish_versions(versions)
 
     async def _check_collections(self, collection_ids: Sequence[str]) -> None:
         async with self._uow() as tx:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from parley.db.models import MessageRow, SessionRow
 from parley.errors import InvalidInput, NotFound
+from parley.providers.memory.base import TurnStore
 from parley.repositories.pagination import Page
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import LimitSettings
@@ -22,9 +23,12 @@ class SessionView:
 class SessionService:
     """Use cases on sessions (turns themselves are in ``ChatService``)."""
 
-    def __init__(self, *, uow: UnitOfWorkFactory, limits: LimitSettings) -> None:
+    def __init__(
+        self, *, uow: UnitOfWorkFactory, limits: LimitSettings, shared: TurnStore | None = None
+    ) -> None:
         self._uow = uow
         self._limits = limits
+        self._shared = shared
 
     async def create(self, *, collection_ids: list[str], title: str | None = None) -> SessionView:
         """Start a session over existing collections, given by id or by name."""
@@ -74,6 +78,8 @@ class SessionService:
             if not await tx.sessions.delete(session_id):
                 raise NotFound(f"session {session_id} not found")
             await tx.commit()
+        if self._shared is not None:
+            await self._shared.forget_session(session_id)
 
     async def messages(
         self, session_id: str, *, limit: int, cursor: str | None
