@@ -31,6 +31,8 @@ from parley.settings import JobSettings
 
 log = structlog.get_logger(__name__)
 
+STOP_GRACE_S = 10.0  # how long stop() lets a loop finish its current file
+
 
 class JobRunner:
     """Runs queued jobs one after another; any number of runners may share a database."""
@@ -56,11 +58,19 @@ class JobRunner:
         for n in range(self._settings.concurrency):
             self._tasks.append(asyncio.create_task(self._loop(), name=f"job-runner-{n}"))
 
-    async def stop(self) -> None:
-        """Stop the loops; an interrupted job is released so it resumes at once next time."""
+    async def stop(self, *, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop the loops; a job in progress goes back to the queue, to resume at once elsewhere.
+
+        A loop finishes the file it is on (up to ``grace_s``), then releases its job. Only
+        past the grace period is it cancelled outright: cancelling a task in the middle of a
+        database write can leave that connection's transaction holding SQLite's write lock.
+        """
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
+        self._wake.set()  # idle loops leave their poll wait at once
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=grace_s)
+            for task in late:
+                task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -84,7 +94,12 @@ class JobRunner:
         log.info("job_claimed", job_id=job.id, attempt=job.attempts, worker=self.worker_id)
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
-            return await self._ingestion.run_job(job, worker_id=self.worker_id, progress=progress)
+            status = await self._ingestion.run_job(
+                job, worker_id=self.worker_id, progress=progress, should_stop=self._should_stop
+            )
+            if status == "interrupted":
+                await self._release(job)
+            return status
         except asyncio.CancelledError:
             await asyncio.shield(self._release(job))
             raise
@@ -98,6 +113,9 @@ class JobRunner:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+    def _should_stop(self) -> bool:
+        return self._stopping
 
     async def _loop(self) -> None:
         while not self._stopping:

@@ -154,16 +154,25 @@ class IngestionService:
         return job
 
     async def run_job(
-        self, job: JobRow, *, worker_id: str, progress: ProgressCallback | None = None
+        self,
+        job: JobRow,
+        *,
+        worker_id: str,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> str:
         """Process the pending items of a claimed job; return its terminal status.
 
         Before each file the job row is read again: a cancellation requested meanwhile ends
         the job ``cancelled`` there (files already stored stay stored, each having been its own
-        transaction), and a job this worker no longer holds is left alone (``"lost"``).
+        transaction), and a job this worker no longer holds is left alone (``"lost"``). When
+        ``should_stop()`` turns true (the worker is shutting down) it returns ``"interrupted"``
+        between two files, leaving the job for the caller to hand back.
         """
         cancelled = False
         while True:
+            if should_stop is not None and should_stop():
+                return "interrupted"
             async with self._uow() as tx:
                 current = await tx.jobs.get(job.id)
                 if current is None or current.worker_id != worker_id:
