@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 from asgi_lifespan import LifespanManager
 
 from parley.api.app import create_app
@@ -26,6 +27,14 @@ from tests.services import (
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DOCS = EXAMPLES / "docs"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Undo any ``configure_logging`` a test (or the CLI it drives) made: its level filter
+    would otherwise hide info events from later tests that capture logs."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
