@@ -405,12 +405,18 @@ class ScaleStack:
             return []
 
     def postgres_cpu_s(self) -> float | None:
-        """CPU seconds of every PostgreSQL process alive now."""
-        total = 0.0
-        for pid in self.postgres_pids():
-            value = cpu_s(pid)
-            total += value or 0.0
-        return total
+        """CPU seconds of PostgreSQL: the postmaster, its live children, and (through the
+        postmaster's cutime/cstime) every child it has already reaped, such as the backend of
+        a pool connection closed during the phase."""
+        pids = self.postgres_pids()
+        if not pids:
+            return None
+        try:
+            fields = Path(f"/proc/{pids[0]}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        return reaped + sum(cpu_s(pid) or 0.0 for pid in pids)
 
     def postgres_pss_mb(self) -> float:
         """Proportional set size of all PostgreSQL processes (shared buffers counted once)."""
@@ -682,6 +688,42 @@ async def count_wire(
             continue
         counts.redis[e.get("command", "").split(" ", 1)[0].upper()] += 1
     return counts
+
+
+async def wire_floor(stack: ScaleStack, n: int = 300) -> dict[str, list[float]]:
+    """Latency of one bare round trip from this process: PostgreSQL (unix socket, asyncpg),
+    a one-row INSERT + COMMIT (WAL flush), and Redis (TCP loopback, redis-py asyncio)."""
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    out: dict[str, list[float]] = {"pg": [], "commit": [], "redis": []}
+    conn = await asyncpg.connect(stack.admin_dsn(stack.DB))
+    try:
+        await conn.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, v text)")
+        for i in range(n + 20):
+            t = time.perf_counter()
+            await conn.fetchval("SELECT 1")
+            if i >= 20:
+                out["pg"].append((time.perf_counter() - t) * 1000)
+        for i in range(n + 20):
+            t = time.perf_counter()
+            async with conn.transaction():
+                await conn.execute("INSERT INTO bench_floor (v) VALUES ($1)", "x" * 200)
+            if i >= 20:
+                out["commit"].append((time.perf_counter() - t) * 1000)
+        await conn.execute("DROP TABLE bench_floor")
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(stack.redis_url)
+    try:
+        for i in range(n + 20):
+            t = time.perf_counter()
+            await client.ping()
+            if i >= 20:
+                out["redis"].append((time.perf_counter() - t) * 1000)
+    finally:
+        await client.aclose()
+    return out
 
 
 def report_wire(counts: WireCounts) -> None:
@@ -1096,6 +1138,15 @@ async def main_scale(args: argparse.Namespace) -> None:
             f"API #2 {_rss_text(rss_mb(pids[1]))}, worker {_rss_text(rss_mb(stack.worker.pid))}, "
             f"PostgreSQL (all processes, PSS) {stack.postgres_pss_mb():.0f} MiB"
         )
+        floor_rt = await wire_floor(stack)
+        print(
+            "wire floor from the load generator, p50 / p99 ms: PostgreSQL round trip "
+            f"(asyncpg `SELECT 1`, unix socket) {_f(pct(floor_rt['pg'], 50))} / "
+            f"{_f(pct(floor_rt['pg'], 99))}; one-row INSERT + COMMIT "
+            f"{_f(pct(floor_rt['commit'], 50))} / {_f(pct(floor_rt['commit'], 99))}; "
+            f"Redis PING (TCP loopback) {_f(pct(floor_rt['redis'], 50))} / "
+            f"{_f(pct(floor_rt['redis'], 99))}"
+        )
         if args.count_turns:
             report_wire(await count_wire(stack, urls, cid, questions, args.count_turns))
         _footer(load_start, calib_start)
@@ -1161,4 +1212,8 @@ def _terminate(signum: int, _frame: object) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminate)
-    asyncio.run(main(parse_args()))
+    try:
+        asyncio.run(main(parse_args()))
+    except KeyboardInterrupt as exc:  # everything started was stopped by the finally blocks
+        print(f"interrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+        sys.exit(130)
