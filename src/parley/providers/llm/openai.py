@@ -13,7 +13,12 @@ from parley.errors import (
     ProviderUnavailable,
 )
 from parley.providers.llm.base import GenerationRequest
-from parley.providers.llm.sdk_support import PLACEHOLDER_KEY, http_module, translate_error
+from parley.providers.llm.sdk_support import (
+    PLACEHOLDER_KEY,
+    http_module,
+    pooled_client,
+    translate_error,
+)
 
 _INSTALL_HINT = 'pip install "parley[openai]"'
 
@@ -53,13 +58,7 @@ class OpenAILLM:
         http = self._http_lib = http_module(openai.DefaultAsyncHttpxClient)
         timeout = http.Timeout(timeout_s, connect=connect_timeout_s)
         if http_client is None:
-            http_client = http.AsyncClient(
-                timeout=timeout,
-                limits=http.Limits(
-                    max_connections=max_connections,
-                    max_keepalive_connections=max_connections,
-                ),
-            )
+            http_client = pooled_client(http, timeout=timeout, max_connections=max_connections)
         self._http = http_client
         if api_key is None and base_url is not None:
             api_key = PLACEHOLDER_KEY

@@ -20,6 +20,13 @@ def http_module(sdk_client_class: type) -> Any:
     return importlib.import_module("httpx")
 
 
+def pooled_client(http: Any, *, timeout: Any, max_connections: int) -> Any:
+    """One ``AsyncClient`` of the SDK's HTTP library per provider, with explicit timeouts and
+    connection limits, created once at start-up and shared by every request."""
+    limits = http.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return http.AsyncClient(timeout=timeout, limits=limits)
+
+
 def translate_error(
     exc: Exception, *, sdk: Any, http: Any, provider: str, model: str, timeout_s: float
 ) -> ProviderError:
