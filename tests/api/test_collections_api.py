@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import httpx
@@ -225,3 +226,41 @@ async def test_metadata_is_stored_and_filterable(client: httpx.AsyncClient) -> N
         data={"metadata": "[1,2]"},
     )
     assert bad.status_code == 422
+
+
+async def test_crafted_cursors_are_422_not_500(client: httpx.AsyncClient) -> None:
+    import base64
+    import json
+
+    def cursor(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    await client.post("/v1/collections", json={"name": "c"})
+    for bad in (["2020-01-01T00:00:00", {"a": 1}], ["not a date", "x"], [1, 2, 3]):
+        r = await client.get(f"/v1/collections?cursor={cursor(bad)}")
+        assert r.status_code == 422, (bad, r.text)
+    sid = (
+        await client.post(
+            "/v1/sessions",
+            json={
+                "collection_ids": [(await client.get("/v1/collections")).json()["items"][0]["id"]]
+            },
+        )
+    ).json()["id"]
+    for bad in ([2**70], [True], ["7"]):
+        r = await client.get(f"/v1/sessions/{sid}/messages?cursor={cursor(bad)}")
+        assert r.status_code == 422, (bad, r.text)
+
+
+async def test_metadata_filters_tolerate_mixed_value_types(client: httpx.AsyncClient) -> None:
+    cid = (await client.post("/v1/collections", json={"name": "mixed"})).json()["id"]
+    for name, version in (("a.txt", "v2"), ("b.txt", "3")):
+        r = await client.post(
+            f"/v1/collections/{cid}/documents",
+            files=[("files", (name, f"ferry timetable {name}".encode()))],
+            data={"metadata": json.dumps({"version": version})},
+        )
+        await wait_for_job(client, r.json()["job_id"])
+    body = {"query": "ferry", "collection_ids": [cid], "filters": {"version": 3}}
+    r = await client.post("/v1/search", json=body)
+    assert r.status_code == 200, r.text  # never a 500 because another chunk holds "v2"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio.lowlevel
 import pytest
 
 from parley.container import Container
@@ -58,3 +59,31 @@ async def test_model_failure_mid_stream_stores_nothing(
             events.append(event)
     assert events == ["sources", "token"]
     assert (await container.sessions.messages(sid, limit=10, cursor=None)).items == []
+
+
+async def test_a_client_leaving_during_the_commit_does_not_store_the_turn_twice(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyio
+
+    from parley.services import uow as uow_module
+
+    sid = await session_over_faq(container)
+    turn = await container.chat.prepare(session_id=sid, content="Is the bike waterproof?")
+    original = uow_module.UnitOfWork.commit
+    scope_box: dict[str, anyio.CancelScope] = {}
+
+    async def commit_then_disconnect(self: uow_module.UnitOfWork) -> None:
+        await original(self)
+        if "scope" in scope_box:  # the client goes away right after the commit
+            scope_box.pop("scope").cancel()
+            await anyio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(uow_module.UnitOfWork, "commit", commit_then_disconnect)
+    with anyio.CancelScope() as scope:
+        scope_box["scope"] = scope
+        async for _ in container.chat.stream(turn):
+            pass
+    messages = (await container.sessions.messages(sid, limit=10, cursor=None)).items
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].finish_reason == "stop"

@@ -214,13 +214,27 @@ class JobRepository:
         error: str | None = None,
         document_id: str | None = None,
         chunk_count: int = 0,
-    ) -> None:
-        """Record an item's outcome, drop its bytes and advance the job's counters."""
-        item = await self.session.get(JobItemRow, item_id)
-        if item is None:
-            return
-        item.status, item.error, item.document_id = status, error, document_id
-        item.chunk_count, item.content = chunk_count, None
+    ) -> bool:
+        """Record an item's outcome, drop its bytes and advance the job's counters.
+
+        Only a still-pending item is finished: False means another worker (which took the job
+        over after this one's lease lapsed) already did, and the caller must roll back.
+        """
+        claimed = await self.session.execute(
+            update(JobItemRow)
+            .where(JobItemRow.id == item_id, JobItemRow.status == "pending")
+            .values(
+                status=status,
+                error=error,
+                document_id=document_id,
+                chunk_count=chunk_count,
+                content=None,
+            )
+            .returning(JobItemRow.job_id)
+        )
+        job_id = claimed.scalar_one_or_none()
+        if job_id is None:
+            return False
         counters: dict[str, Any] = {
             "processed_items": JobRow.processed_items + 1,
             "chunks_created": JobRow.chunks_created + chunk_count,
@@ -229,7 +243,8 @@ class JobRepository:
             counters["failed_items"] = JobRow.failed_items + 1
         elif status == "skipped":
             counters["skipped_items"] = JobRow.skipped_items + 1
-        await self.session.execute(update(JobRow).where(JobRow.id == item.job_id).values(counters))
+        await self.session.execute(update(JobRow).where(JobRow.id == job_id).values(counters))
+        return True
 
     async def finish(
         self, job_id: str, *, status: str, error: str | None = None, worker_id: str | None = None

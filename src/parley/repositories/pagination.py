@@ -58,6 +58,8 @@ async def keyset_page(
     """Run ``stmt`` ordered by (created, id) after ``cursor``; one statement per page."""
     if cursor:
         created_raw, ident_value = decode_cursor(cursor, arity=2)
+        if not isinstance(ident_value, str) or len(ident_value) > 64:
+            raise InvalidInput("malformed cursor", field="cursor")
         try:
             created_value = datetime.fromisoformat(created_raw)
         except (TypeError, ValueError) as exc:

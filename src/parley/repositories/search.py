@@ -58,11 +58,15 @@ def fts_expression(query: str) -> str | None:
     return " OR ".join(f'"{t}"' for t in terms) if terms else None
 
 
-def filter_conditions(filters: dict[str, Any]) -> list[ColumnElement[bool]]:
+def filter_conditions(
+    filters: dict[str, Any], *, dialect: str = "sqlite"
+) -> list[ColumnElement[bool]]:
     """Conditions on ``chunks`` for metadata filters.
 
     Document fields (``document_id``, ``mime_type``, ``source``) become a sub-select on
-    documents, so the conditions never need a join; other keys match chunk metadata.
+    documents, so the conditions never need a join; other keys match chunk metadata. On
+    PostgreSQL metadata values are compared as their JSON text: a cast of ``meta->>'k'`` to a
+    number would fail on any chunk whose value for that key is not numeric.
     """
     conditions: list[ColumnElement[bool]] = []
     for key, raw in filters.items():
@@ -81,6 +85,10 @@ def filter_conditions(filters: dict[str, Any]) -> list[ColumnElement[bool]]:
         sample = values[0]
         element = chunk_columns.meta[key]
         accessor: Any
+        if dialect == "postgresql":
+            texts = [json.dumps(v) if not isinstance(v, str) else v for v in values]
+            conditions.append(element.as_string().in_(texts))
+            continue
         if isinstance(sample, bool):
             accessor = element.as_boolean()
         elif isinstance(sample, int):
@@ -149,7 +157,7 @@ class SearchRepository:
                 vector=vector,
                 dense_limit=dense_limit,
                 keyword_limit=keyword_limit,
-                conditions=filter_conditions(filters),
+                conditions=filter_conditions(filters, dialect="postgresql"),
                 language=self.search_language,
             )
         from parley.repositories.search_sqlite import hybrid_sqlite

@@ -7,7 +7,18 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Float, Select, bindparam, cast, func, null, select, union
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    union,
+)
 from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -108,7 +119,7 @@ def _build(
     )
     dense = (
         select(_c.id.label("id"), distance.label("dist"))
-        .where(*where, func.vector_dims(_c.embedding) == dimension)
+        .where(*where, func.vector_dims(_c.embedding) == literal_column(str(int(dimension))))
         .order_by(distance)
         .limit(bindparam("dk"))
         .cte("dense")

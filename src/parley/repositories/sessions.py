@@ -85,7 +85,7 @@ class SessionRepository:
         stmt = select(MessageRow).where(MessageRow.session_id == session_id)
         if cursor:
             (after,) = decode_cursor(cursor, arity=1)
-            if not isinstance(after, int):
+            if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63:
                 raise InvalidInput("malformed cursor", field="cursor")
             stmt = stmt.where(MessageRow.id > after)
         rows = list(

@@ -49,6 +49,7 @@ class PreparedTurn:
     llm_ms: float = 0.0
     rewritten_query: str | None = None
     pending: PendingWrite | None = None
+    persisted: bool = False
 
 
 @dataclass(slots=True)
@@ -286,16 +287,19 @@ class ChatService:
                 if delta.finish_reason:
                     finish = delta.finish_reason
             turn.llm_ms += (time.perf_counter() - t) * 1000
-            result = await self._persist(
-                turn, "".join(parts), usage or Usage(), self._llm.model, finish
-            )
+            # Shielded: a client leaving during the commit must not cancel it half-way (and
+            # the finally below must then see the turn as stored, not store it again).
+            with anyio.CancelScope(shield=True):
+                result = await self._persist(
+                    turn, "".join(parts), usage or Usage(), self._llm.model, finish
+                )
             done = True
             yield "done", result.to_dict()
         except ParleyError:
             failed = True
             raise
         finally:
-            if not done and not failed and parts:
+            if not done and not failed and parts and not turn.persisted:
                 with anyio.CancelScope(shield=True):
                     await self._persist(
                         turn, "".join(parts), usage or Usage(), self._llm.model, "interrupted"
@@ -368,6 +372,7 @@ class ChatService:
             except IntegrityError as exc:  # the session was deleted during the turn
                 raise NotFound(f"session {turn.session_id} not found") from exc
             await tx.commit()
+        turn.persisted = True
         user_id, assistant_id = ids["user"], ids["assistant"]
         if self._hot is not None and turn.pending is not None:
             appended = [

@@ -107,12 +107,13 @@ class CollectionService:
 
     async def delete(self, collection_id: str) -> None:
         """Delete a collection with its documents, chunks and jobs; drop its index copy."""
-        async with self._retrieval.collection_lock(collection_id), self._uow(write=True) as tx:
-            row = await tx.collections.get(collection_id)
-            if row is None or not await tx.collections.delete(collection_id):
-                raise NotFound(f"collection {collection_id} not found")
-            gone_version = row.version + 1
-            await tx.commit()
+        async with self._retrieval.collection_lock(collection_id):
+            async with self._uow(write=True) as tx:
+                row = await tx.collections.get(collection_id)
+                if row is None or not await tx.collections.delete(collection_id):
+                    raise NotFound(f"collection {collection_id} not found")
+                gone_version = row.version + 1
+                await tx.commit()
             await self._index.drop(collection_id)
         # Searches cached for any scope with this collection must not be served again.
         await self._retrieval.collection_changed(collection_id, gone_version)
@@ -138,10 +139,15 @@ class CollectionService:
         """Delete a document and remove its chunks from the keyword and vector indexes."""
         doc = await self.document(document_id)
         cid = doc.collection_id
-        async with self._retrieval.collection_lock(cid), self._uow(write=True) as tx:
-            removed = await tx.documents.delete(document_id)
-            version = await tx.collections.bump_version(cid)
-            await tx.commit()
+        async with self._retrieval.collection_lock(cid):
+            async with self._uow(write=True) as tx:
+                # Re-read under the lock: it (or its collection) may have gone meanwhile.
+                if await tx.documents.get(document_id) is None:
+                    raise NotFound(f"document {document_id} not found")
+                removed = await tx.documents.delete(document_id)
+                version = await tx.collections.bump_version(cid)
+                await tx.commit()
+            # Outside the database writer lock (the index may be large).
             if self._index.version(cid) == version - 1:
                 await self._index.remove(cid, ids=removed, version=version)
         await self._retrieval.collection_changed(cid, version)

@@ -223,6 +223,10 @@ class IngestionService:
             prepared = await asyncio.to_thread(self._prepare, data, item)
         except ParseError as exc:
             return await self._record_failure(collection_id, item, existing, exc.detail)
+        except Exception as exc:  # a parser library's own bug must not fail the other files
+            log.exception("document_parse_crashed", source=item.filename)
+            reason = f"could not be read: {type(exc).__name__}"
+            return await self._record_failure(collection_id, item, existing, reason)
         texts = [d.text for d in prepared.drafts]
         vectors = await self._embedder.embed(texts, kind="document") if texts else None
         return await self._store(collection_id, item, existing, prepared, vectors)
@@ -248,10 +252,39 @@ class IngestionService:
         vectors: np.ndarray | None,
     ) -> ItemOutcome:
         assert vectors is not None
+        async with self._retrieval.collection_lock(collection_id):
+            stored = await self._write_document(collection_id, item, existing, prepared, vectors)
+            if stored is None:
+                return ItemOutcome(item.filename, "skipped", error="taken over by another worker")
+            doc_id, version, removed, ids = stored
+            # After the commit, outside the database writer lock: patching the in-process
+            # index can take seconds when it crosses the HNSW threshold.
+            try:
+                await self._apply_to_index(collection_id, version, removed, ids, vectors)
+            except Exception:
+                # A half-patched copy would claim a version it does not hold: drop it, the
+                # next search rebuilds it from the database.
+                log.exception("vector_index_patch_failed", collection_id=collection_id)
+                await self._index.drop(collection_id)
+        await self._retrieval.collection_changed(collection_id, version)
+        log.info("document_ingested", document_id=doc_id, source=item.filename, chunks=len(ids))
+        return ItemOutcome(item.filename, "succeeded", chunks=len(ids), document_id=doc_id)
+
+    async def _write_document(
+        self,
+        collection_id: str,
+        item: JobItemRow,
+        existing: DocumentRow | None,
+        prepared: _Prepared,
+        vectors: np.ndarray,
+    ) -> tuple[str, int, list[int], list[int]] | None:
+        """The one transaction of a document; None (rolled back) if the item was taken over.
+
+        Document row, chunks (and, via triggers, the keyword index), collection version and
+        the job item's outcome commit together or not at all.
+        """
         parsed = prepared.parsed
-        # One transaction per document: document row, chunks (and, via triggers, the keyword
-        # index), collection version and the job item's outcome commit together or not at all.
-        async with self._retrieval.collection_lock(collection_id), self._uow(write=True) as tx:
+        async with self._uow(write=True) as tx:
             removed: list[int] = []
             doc = await tx.documents.get(existing.id) if existing is not None else None
             if doc is not None:
@@ -282,14 +315,12 @@ class IngestionService:
             ]
             ids = await tx.documents.add_chunks(rows)
             version = await tx.collections.bump_version(collection_id)
-            await tx.jobs.finish_item(
+            if not await tx.jobs.finish_item(
                 item.id, status="succeeded", document_id=doc.id, chunk_count=len(ids)
-            )
+            ):
+                return None  # leaving without commit rolls the whole document back
             await tx.commit()
-            await self._apply_to_index(collection_id, version, removed, ids, vectors)
-        await self._retrieval.collection_changed(collection_id, version)
-        log.info("document_ingested", document_id=doc.id, source=item.filename, chunks=len(ids))
-        return ItemOutcome(item.filename, "succeeded", chunks=len(ids), document_id=doc.id)
+            return doc.id, version, removed, ids
 
     async def _apply_to_index(
         self,
@@ -337,8 +368,10 @@ class IngestionService:
                 doc_id = doc.id
             elif existing.status == "failed":
                 await _mark_failed(tx, existing.id, item.content_hash, reason)
-            await tx.jobs.finish_item(item.id, status="failed", error=reason, document_id=doc_id)
-            await tx.commit()
+            if await tx.jobs.finish_item(
+                item.id, status="failed", error=reason, document_id=doc_id
+            ):
+                await tx.commit()  # otherwise another worker owns the item: roll back
         log.warning("document_failed", source=item.filename, reason=reason)
         return ItemOutcome(item.filename, "failed", error=reason, document_id=doc_id)
 

@@ -215,6 +215,9 @@ class RedisTurnStore:
 
         if await self._guard.call(delete) is not None:
             self._dirty.pop(session_id, None)
+        else:
+            # Not reached: drop it on the next successful read, like a missed write.
+            self._mark_dirty(session_id)
 
     def status(self) -> str:
         """``ok`` or ``degraded`` (the shared guard's state)."""
