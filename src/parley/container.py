@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -237,15 +238,26 @@ class Container:
             log.warning("warmup_failed", exc_info=True)
 
     async def aclose(self) -> None:
-        """Stop background work, persist index copies, close clients and the engine."""
+        """Stop background work, persist index copies, close clients and the engine.
+
+        Every step runs even if an earlier one fails (a failure is logged), so one broken
+        client cannot leave the others open.
+        """
         await self.runner.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        await self.index.aclose()
-        await self.llm.aclose()
-        await self.embedder.aclose()
+        closers: list[Callable[[], Awaitable[object]]] = [
+            self.index.aclose,
+            self.llm.aclose,
+            self.embedder.aclose,
+        ]
         if self.redis is not None:
-            await self.redis.guard.client.aclose()
-        await self.engine.dispose()
+            closers.append(self.redis.guard.client.aclose)
+        closers.append(self.engine.dispose)
+        for close in closers:
+            try:
+                await close()
+            except Exception:
+                log.exception("close_failed", step=getattr(close, "__qualname__", repr(close)))
