@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchlib import calibration_ms
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "examples" / "docs"
 BATCH = 20  # the default limits.max_files_per_request
@@ -33,17 +35,6 @@ def rss_mb() -> tuple[float, float]:
     """(VmRSS, VmHWM) of this process in MiB."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-def calibration_ms() -> float:
-    """Best of 5 runs of a fixed pure-Python loop: this VM's CPU speed drifts by up to ~2x
-    over minutes (host contention), so every run prints it to make runs comparable."""
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        sum(i * i for i in range(300_000))
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
 
 
 def _vary(name: str, data: bytes, copy: int) -> bytes:

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from benchlib import calibration_ms, loadavg, pct
 
 from parley.container import Container
 from parley.domain.retrieval import SearchQuery
@@ -96,28 +97,6 @@ _TEMPLATES = [
 ]
 
 Matrix = npt.NDArray[np.float32]
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def calibration_ms() -> float:
-    """Best of 5 runs of a fixed pure-Python loop (this VM's CPU speed drifts)."""
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        sum(i * i for i in range(300_000))
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
-
-
-def loadavg() -> str:
-    """The 1-minute load average."""
-    return Path("/proc/loadavg").read_text().split()[0]
 
 
 # --------------------------------------------------------------------------- synthetic data

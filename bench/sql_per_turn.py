@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite.core
+from benchlib import calibration_ms, loadavg, pct
 
 from parley.container import Container
 from parley.domain.retrieval import SearchQuery
@@ -39,31 +40,8 @@ QUESTIONS = [
 ]
 
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 def _pair(values: list[float]) -> str:
     return f"{pct(values, 50):.2f} / {pct(values, 99):.2f}"
-
-
-def calibration_ms() -> float:
-    """Best of 5 runs of a fixed pure-Python loop: this VM's CPU speed drifts by up to ~2x
-    over minutes (host contention), so every run prints it to make runs comparable."""
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        sum(i * i for i in range(300_000))
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
-
-
-def loadavg() -> str:
-    """The 1-minute load average (other processes on the machine skew the timings)."""
-    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def rss_mb() -> float:

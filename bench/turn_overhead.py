@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchlib import calibration_ms, loadavg, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "examples" / "docs"
@@ -67,15 +68,6 @@ QUESTIONS = [
     "How do I reset the display?",
     "What voids the warranty?",
 ]
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def cpu_s(pid: int | None) -> float | None:
@@ -95,22 +87,6 @@ def cpu_total(pids: Sequence[int | None]) -> float | None:
     if not values or any(v is None for v in values):
         return None
     return sum(v for v in values if v is not None)
-
-
-def calibration_ms() -> float:
-    """Best of 5 runs of a fixed pure-Python loop: this VM's CPU speed drifts by up to ~2x
-    over minutes (host contention), so every run prints it to make runs comparable."""
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        sum(i * i for i in range(300_000))
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
-
-
-def loadavg() -> str:
-    """The 1-minute load average (other processes on the machine skew every figure)."""
-    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def rss_mb(pid: int | None) -> tuple[float, float] | None:
