@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Row, select
+from sqlalchemy import ColumnElement, Row, Text, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.models import ChunkRow, DocumentRow
@@ -100,6 +100,29 @@ def filter_conditions(
             values = [str(v) for v in values]
         conditions.append(accessor.in_(values))
     return conditions
+
+
+def candidate_source() -> tuple[Any, list[Any]]:
+    """The chunks ⋈ documents join and the columns a search candidate carries (both dialects).
+
+    Metadata comes back as raw JSON text: decoding ~80 candidates' metadata to keep 6 would be
+    wasted work, so :func:`to_chunk` decodes it for the kept ones only.
+    """
+    joined = ChunkRow.__table__.join(
+        DocumentRow.__table__, document_columns.id == chunk_columns.document_id
+    )
+    columns: list[Any] = [
+        chunk_columns.id,
+        chunk_columns.collection_id,
+        chunk_columns.document_id,
+        chunk_columns.text,
+        chunk_columns.token_count,
+        chunk_columns.position,
+        type_coerce(chunk_columns.meta, Text).label("meta"),
+        document_columns.title,
+        document_columns.source,
+    ]
+    return joined, columns
 
 
 def to_chunk(row: Row[Any]) -> RetrievedChunk:

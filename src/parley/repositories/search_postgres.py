@@ -22,16 +22,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from parley.db.models import ChunkRow, DocumentRow
 from parley.repositories.search import (
     HybridResult,
+    candidate_source,
     query_terms,
 )
 from parley.repositories.search import (
     chunk_columns as _c,
-)
-from parley.repositories.search import (
-    document_columns as _d,
 )
 
 
@@ -124,19 +121,8 @@ def _build(
         .limit(bindparam("dk"))
         .cte("dense")
     )
-    joined = ChunkRow.__table__.join(DocumentRow.__table__, _d.id == _c.document_id)
-    columns: list[Any] = [
-        _c.id,
-        _c.collection_id,
-        _c.document_id,
-        _c.text,
-        _c.token_count,
-        _c.position,
-        _c.meta,
-        _d.title,
-        _d.source,
-        dense.c.dist,
-    ]
+    joined, columns = candidate_source()
+    columns = [*columns, dense.c.dist]
     if not with_keyword:
         return select(*columns, null().label("rank")).select_from(
             joined.join(dense, dense.c.id == _c.id)

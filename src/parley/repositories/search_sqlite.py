@@ -8,27 +8,23 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
-    Text,
     bindparam,
     column,
     literal_column,
     or_,
     select,
     table,
-    type_coerce,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from parley.db.models import ChunkRow, DocumentRow
+from parley.db.models import ChunkRow
 from parley.repositories.search import (
     HybridResult,
+    candidate_source,
     fts_expression,
 )
 from parley.repositories.search import (
     chunk_columns as _c,
-)
-from parley.repositories.search import (
-    document_columns as _d,
 )
 
 _fts = table("chunks_fts", column("rowid"))
@@ -65,19 +61,7 @@ async def hybrid_sqlite(
 
 def _build(with_keyword: bool, conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
     where = [_c.collection_id.in_(bindparam("cids", expanding=True)), *conditions]
-    joined = ChunkRow.__table__.join(DocumentRow.__table__, _d.id == _c.document_id)
-    columns: list[Any] = [
-        _c.id,
-        _c.collection_id,
-        _c.document_id,
-        _c.text,
-        _c.token_count,
-        _c.position,
-        # Raw JSON text: decoding ~50 candidates' metadata to keep 6 would be wasted work.
-        type_coerce(_c.meta, Text).label("meta"),
-        _d.title,
-        _d.source,
-    ]
+    joined, columns = candidate_source()
     dense = _c.id.in_(bindparam("dense", expanding=True))
     if not with_keyword:
         return (
