@@ -26,6 +26,18 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
     log_json: bool = True
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API (JSON list); empty = none",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        # A wildcard would let any site call the API with the user's credentials.
+        if any(origin.strip() == "*" for origin in value):
+            raise ValueError("CORS origins must be listed explicitly; '*' is not allowed")
+        return [origin.rstrip("/") for origin in value]
 
 
 class LimitSettings(BaseModel):

@@ -8,10 +8,11 @@ from importlib import resources
 
 import structlog
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 
 from parley.api.errors import install_error_handlers
-from parley.api.middleware import RequestContextMiddleware
+from parley.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from parley.api.routes import chat, collections, health
 from parley.container import Container
 from parley.settings import Settings
@@ -50,6 +51,16 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
         lifespan=lifespan,
         max_body_size=settings.limits.max_request_bytes,
     )
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
