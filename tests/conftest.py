@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from parley.api.app import create_app
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.providers.embeddings.fake import FakeEmbedder
 from parley.providers.llm.fake import FakeLLM
 from parley.providers.tokenizers.approx import ApproxTokenCounter
@@ -91,7 +92,18 @@ def settings(tmp_path: Path, database_url: str | None, redis_config: dict[str, o
         chunking={"tokenizer": "approx", "max_tokens": 120, "overlap_tokens": 20},
         jobs={"poll_interval_s": 0.05},
         retrieval={"index_sync_interval_s": 0.0},
+        **TEST_SECURITY,  # type: ignore[arg-type]
     )
+
+
+TEST_JWT_SECRET = "parley-test-signing-secret-0123456789abcdef"
+TEST_SECURITY: dict[str, object] = {
+    "jwt_secret": TEST_JWT_SECRET,
+    # Cheap hashing keeps account tests fast; production defaults are tested in unit tests.
+    "security": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
+    # Off unless a test is about limits, so suites making many calls are not throttled.
+    "rate_limits": {"enabled": False},
+}
 
 
 @pytest.fixture
@@ -121,14 +133,38 @@ async def container(
         await built.aclose()
 
 
+async def make_user(
+    container: Container, email: str, *, role: str = "member", password: str | None = None
+) -> tuple[str, str]:
+    """A user and an API key with every scope its role allows: (user id, key)."""
+    user = await container.accounts.create(email=email, password=password, role=role)
+    new = await container.auth.create_key(actor=SYSTEM, user_id=user.id, name="test")
+    return user.id, new.secret
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header for a key or token."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture
-async def client(container: Container, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client over the ASGI app (lifespan runs; the job runner is in-process)."""
+async def app_client(container: Container, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client over the ASGI app with NO credentials (lifespan runs)."""
     app = create_app(settings, container=container)
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
             yield c
+
+
+@pytest.fixture
+async def client(
+    app_client: httpx.AsyncClient, container: Container
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client authenticated as an admin (API key with every scope)."""
+    _, key = await make_user(container, "admin@example.com", role="admin")
+    app_client.headers.update(bearer(key))
+    yield app_client
 
 
 def example_files(*names: str) -> list[tuple[str, tuple[str, bytes]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,14 +29,25 @@ from parley.providers.registry import (
 )
 from parley.providers.tokenizers.base import TokenCounter
 from parley.providers.vectors.base import VectorIndex
+from parley.services.access import AccessPolicy
+from parley.services.accounts import AccountService
+from parley.services.audit import AuditService
+from parley.services.auth import AuthService
 from parley.services.chat import ChatService
 from parley.services.collections import CollectionService
+from parley.services.crypto import SecretBox
 from parley.services.health import HealthService
 from parley.services.hot_turns import HotTurns
 from parley.services.ingestion import IngestionService
+from parley.services.passwords import Passwords
 from parley.services.prompt_library import PromptLibrary
+from parley.services.provider_keys import ProviderKeyService
+from parley.services.quotas import QuotaService
+from parley.services.rate_limits import LoginLockout, RateLimiter
 from parley.services.retrieval import RetrievalService
+from parley.services.secrets import resolve_encryption_key, resolve_jwt_secret
 from parley.services.sessions import SessionService
+from parley.services.tokens import TokenSigner
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import Settings
 
@@ -73,6 +85,14 @@ def _redis_parts(settings: Settings) -> RedisParts | None:
     )
 
 
+def _jwt_secret(settings: Settings) -> bytes:
+    """The signing secret; in local dev mode on an external database without one, a
+    throwaway secret (no token is ever checked there) rather than refusing to start."""
+    if settings.auth == "off" and settings.jwt_secret is None and not settings.is_sqlite:
+        return secrets.token_bytes(48)
+    return resolve_jwt_secret(settings)
+
+
 @dataclass(slots=True)
 class Container:
     """Everything a process needs, wired once. Close it with :meth:`aclose`."""
@@ -93,6 +113,13 @@ class Container:
     chat: ChatService
     runner: JobRunner
     health: HealthService
+    access: AccessPolicy
+    auth: AuthService
+    accounts: AccountService
+    audit: AuditService
+    quotas: QuotaService
+    provider_keys: ProviderKeyService
+    rate_limits: RateLimiter
     redis: RedisParts | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -140,6 +167,27 @@ class Container:
             shared=redis.store if redis is not None else None,
         )
         chosen_llm = llm or build_llm(settings.llm)
+        security = settings.security
+        jwt_secret = _jwt_secret(settings)
+        access = AccessPolicy(uow=uow, ttl_s=security.access_cache_ttl_s)
+        quotas = QuotaService(uow=uow, settings=settings.quotas)
+        provider_keys = ProviderKeyService(
+            uow=uow,
+            box=SecretBox(resolve_encryption_key(settings, jwt_secret)),
+            server_llm=chosen_llm,
+            llm_settings=settings.llm,
+            cache_ttl_s=security.key_cache_ttl_s,
+        )
+        guard = redis.guard if redis is not None else None
+        prefix = settings.redis.key_prefix
+        passwords = Passwords(security)
+        auth = AuthService(
+            uow=uow,
+            signer=TokenSigner(jwt_secret, ttl_s=security.access_token_ttl_s),
+            passwords=passwords,
+            lockout=LoginLockout(security, redis=guard, key_prefix=prefix),
+            settings=security,
+        )
         runner_box: list[JobRunner] = []
         ingestion = IngestionService(
             uow=uow,
@@ -170,6 +218,7 @@ class Container:
                 embedder=raw_embedder,
                 index=index,
                 retrieval=retrieval,
+                access=access,
                 max_name_chars=settings.limits.max_name_chars,
             ),
             sessions=SessionService(
@@ -187,6 +236,9 @@ class Container:
                 llm_settings=settings.llm,
                 retrieval_settings=settings.retrieval,
                 limits=settings.limits,
+                access=access,
+                quotas=quotas,
+                llms=provider_keys,
                 hot=(
                     HotTurns(
                         redis.store,
@@ -205,6 +257,19 @@ class Container:
                 jobs_in_process=settings.jobs.run_in_process,
                 redis=redis.guard if redis is not None else None,
             ),
+            access=access,
+            auth=auth,
+            accounts=AccountService(
+                uow=uow,
+                passwords=passwords,
+                auth=auth,
+                access=access,
+                password_min_chars=security.password_min_chars,
+            ),
+            audit=AuditService(uow=uow),
+            quotas=quotas,
+            provider_keys=provider_keys,
+            rate_limits=RateLimiter(settings.rate_limits, redis=guard, key_prefix=prefix),
             redis=redis,
         )
 
@@ -223,6 +288,9 @@ class Container:
         if self.settings.jobs.run_in_process if run_jobs is None else run_jobs:
             self.runner.start()
         self._background.append(asyncio.create_task(self._warm_index(), name="warm-index"))
+        self._background.append(
+            asyncio.create_task(self.auth.run_touch_flusher(), name="key-last-used")
+        )
 
     async def _warm_index(self) -> None:
         try:
@@ -248,9 +316,12 @@ class Container:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+        await self.auth.flush_last_used()
         closers: list[Callable[[], Awaitable[object]]] = [
             self.index.aclose,
             self.llm.aclose,
+            self.provider_keys.aclose,
+            self.rate_limits.aclose,
             self.embedder.aclose,
         ]
         if self.redis is not None:

@@ -74,3 +74,54 @@ class ConfigurationError(ParleyError):
     """The settings are inconsistent or refer to something missing."""
 
     code = "configuration_error"
+
+
+class Unauthenticated(ParleyError):
+    """Missing, malformed, expired, revoked or wrongly signed credentials."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(ParleyError):
+    """Authenticated, but not allowed to use this endpoint (role or key scope)."""
+
+    code = "forbidden"
+
+
+class TooManyRequests(ParleyError):
+    """Base of the errors that tell the client to come back later.
+
+    ``retry_after_s`` becomes the ``Retry-After`` header; ``headers`` adds the rest.
+    """
+
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        retry_after_s: int = 1,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after_s = max(1, int(retry_after_s))
+        self.headers = dict(headers or {})
+
+
+class RateLimited(TooManyRequests):
+    """Too many requests in this class of endpoints; retry after the indicated delay."""
+
+    code = "rate_limited"
+
+
+class AccountLocked(TooManyRequests):
+    """Too many failed logins for this account; it is locked for a while."""
+
+    code = "account_locked"
+
+
+class QuotaExceeded(TooManyRequests):
+    """The user's daily or monthly token quota is used up."""
+
+    code = "quota_exceeded"

@@ -166,6 +166,76 @@ class RedisSettings(BaseModel):
     key_prefix: str = "parley:"
 
 
+class SecuritySettings(BaseModel):
+    """Accounts, tokens and API keys."""
+
+    access_token_ttl_s: int = Field(default=900, ge=30, description="JWT access token lifetime")
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    password_min_chars: int = Field(default=12, ge=8)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=1024)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    key_cache_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long a verified API key / token family is trusted without a DB read "
+        "(revocation on another instance takes effect within this time)",
+    )
+    access_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="how long a user's readable-collections set is cached"
+    )
+    lockout_attempts: int = Field(default=5, gt=0, description="failed logins before lockout")
+    lockout_window_s: int = Field(default=900, gt=0)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="peer addresses whose X-Forwarded-For is believed (JSON list); empty = none",
+    )
+
+
+class RateLimitSettings(BaseModel):
+    """Requests allowed per class, in ``limits`` notation (``"60/minute;1000/hour"``).
+
+    Each class is counted per principal (API key or user) and, separately, per client IP.
+    """
+
+    enabled: bool = True
+    auth: str = Field(default="10/minute;60/hour", description="login/refresh, per email + IP")
+    auth_ip: str = "30/minute;300/hour"
+    chat: str = "60/minute"
+    chat_ip: str = "240/minute"
+    ingest: str = "30/minute"
+    ingest_ip: str = "120/minute"
+    admin: str = "120/minute"
+    admin_ip: str = "240/minute"
+    read: str = Field(default="600/minute", description="listing and reading resources")
+    read_ip: str = "1200/minute"
+
+    @field_validator(
+        "auth",
+        "auth_ip",
+        "chat",
+        "chat_ip",
+        "ingest",
+        "ingest_ip",
+        "admin",
+        "admin_ip",
+        "read",
+        "read_ip",
+    )
+    @classmethod
+    def _valid_rule(cls, value: str) -> str:
+        from parley.services.rate_limits import validate_rule
+
+        return validate_rule(value)
+
+
+class QuotaSettings(BaseModel):
+    """Per-user token quotas (input + output tokens of generated answers); 0 = unlimited."""
+
+    daily_tokens: int = Field(default=0, ge=0)
+    monthly_tokens: int = Field(default=0, ge=0)
+
+
 class Settings(BaseSettings):
     """Everything Parley can be configured with."""
 
@@ -180,6 +250,17 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: SecretStr | None = None
     sql_echo: bool = False
+    auth: Literal["on", "off"] = Field(
+        default="on", description="off = local dev mode, refused unless bound to loopback"
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="at least 32 bytes; generated into the data dir on the embedded default",
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="encrypts users' provider keys at rest; derived from the JWT secret if unset",
+    )
     db: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     server: ServerSettings = ServerSettings()
@@ -190,6 +271,9 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = ChunkingSettings()
     chat: ChatSettings = ChatSettings()
     jobs: JobSettings = JobSettings()
+    security: SecuritySettings = SecuritySettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    quotas: QuotaSettings = QuotaSettings()
 
     @field_validator("data_dir")
     @classmethod

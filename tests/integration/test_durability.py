@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -12,6 +13,7 @@ from sqlalchemy import func, select, text
 from parley.container import Container
 from parley.db.base import utcnow
 from parley.db.models import ChunkRow, JobRow
+from parley.domain.auth import SYSTEM
 from parley.domain.retrieval import SearchQuery
 from parley.providers.embeddings.fake import FakeEmbedder
 from parley.providers.llm.fake import FakeLLM
@@ -45,12 +47,12 @@ async def chunk_count(container: Container, collection_id: str) -> int:
 async def test_restart_keeps_collections_sessions_messages_and_vectors(settings: Settings) -> None:
     first = build(settings)
     await first.prepare_database()
-    cid = (await first.collections.create(name="kb")).row.id
-    job = await first.ingestion.submit(collection_id=cid, files=example_uploads())
+    cid = (await first.collections.create(actor=SYSTEM, name="kb")).row.id
+    job = await first.ingestion.submit(actor=SYSTEM, collection_id=cid, files=example_uploads())
     await first.runner.run_once(job_id=job.id)
-    sid = (await first.sessions.create(collection_ids=[cid])).row.id
+    sid = (await first.sessions.create(actor=SYSTEM, collection_ids=[cid])).row.id
     answer = await first.chat.complete(
-        await first.chat.prepare(session_id=sid, content="What is the return window?")
+        await first.chat.prepare(actor=SYSTEM, session_id=sid, content="What is the return window?")
     )
     query = SearchQuery(text="stem faceplate torque", collection_ids=[cid], top_k=5)
     before = [h.chunk_id for h in await first.retrieval.search(query)]
@@ -59,15 +61,19 @@ async def test_restart_keeps_collections_sessions_messages_and_vectors(settings:
     second = build(settings)
     await second.prepare_database()
     try:
-        assert (await second.collections.get(cid)).documents == len(list(DOCS.iterdir()))
-        messages = (await second.sessions.messages(sid, limit=10, cursor=None)).items
+        assert (await second.collections.get(cid, actor=SYSTEM)).documents == len(
+            list(DOCS.iterdir())
+        )
+        messages = (await second.sessions.messages(sid, actor=SYSTEM, limit=10, cursor=None)).items
         assert [m.role for m in messages] == ["user", "assistant"]
         assert messages[1].content == answer.content and messages[1].sources
         assert second.index.version(cid) is None  # nothing in memory yet ...
         after = [h.chunk_id for h in await second.retrieval.search(query)]
         assert after == before  # ... rebuilt from the database, same results
         # the conversation continues with its history
-        turn = await second.chat.prepare(session_id=sid, content="and for a ridden bike?")
+        turn = await second.chat.prepare(
+            actor=SYSTEM, session_id=sid, content="and for a ridden bike?"
+        )
         assert len(turn.request.messages) >= 4
     finally:
         await second.aclose()
@@ -77,8 +83,8 @@ async def test_interrupted_job_resumes_without_duplicates(settings: Settings) ->
     settings.jobs.lease_s = 0.3
     crashing = build(settings)
     await crashing.prepare_database()
-    cid = (await crashing.collections.create(name="kb")).row.id
-    job = await crashing.ingestion.submit(collection_id=cid, files=example_uploads())
+    cid = (await crashing.collections.create(actor=SYSTEM, name="kb")).row.id
+    job = await crashing.ingestion.submit(actor=SYSTEM, collection_id=cid, files=example_uploads())
 
     class Crash(Exception):
         pass
@@ -115,7 +121,7 @@ async def test_interrupted_job_resumes_without_duplicates(settings: Settings) ->
         assert all(i.status == "succeeded" for i in items)
         expected = sum(i.chunk_count for i in items)
         assert await chunk_count(resumed, cid) == expected
-        view = await resumed.collections.get(cid)
+        view = await resumed.collections.get(cid, actor=SYSTEM)
         assert view.documents == len(items) and view.chunks == expected
     finally:
         await resumed.aclose()
@@ -125,15 +131,17 @@ async def test_graceful_stop_requeues_the_running_job(settings: Settings) -> Non
     container = build(settings)
     await container.prepare_database()
     try:
-        cid = (await container.collections.create(name="kb")).row.id
-        job = await container.ingestion.submit(collection_id=cid, files=example_uploads())
+        cid = (await container.collections.create(actor=SYSTEM, name="kb")).row.id
+        job = await container.ingestion.submit(
+            actor=SYSTEM, collection_id=cid, files=example_uploads()
+        )
         gate = asyncio.Event()
         original = container.ingestion._process_item
 
-        async def slow(collection_id: str, item: object) -> ItemOutcome:
+        async def slow(collection_id: str, item: object, **kw: Any) -> ItemOutcome:
             gate.set()
             await asyncio.sleep(10)
-            return await original(collection_id, item)  # type: ignore[arg-type]
+            return await original(collection_id, item, **kw)  # type: ignore[arg-type]
 
         container.ingestion._process_item = slow  # type: ignore[method-assign]
         task = asyncio.create_task(container.runner.run_once(job_id=job.id))
@@ -152,17 +160,17 @@ async def test_writes_from_another_process_become_searchable(settings: Settings)
     cli = build(settings)  # e.g. `parley ingest` while `parley serve` runs
     await server.prepare_database()
     try:
-        cid = (await cli.collections.create(name="kb")).row.id
+        cid = (await cli.collections.create(actor=SYSTEM, name="kb")).row.id
         q = SearchQuery(text="restocking fee ridden bike", collection_ids=[cid], top_k=3)
         assert await server.retrieval.search(q) == []
         job = await cli.ingestion.submit(
-            collection_id=cid, files=example_uploads("returns-policy.docx")
+            actor=SYSTEM, collection_id=cid, files=example_uploads("returns-policy.docx")
         )
         await cli.runner.run_once(job_id=job.id)
         hits = await server.retrieval.search(q)
         assert hits and hits[0].source == "returns-policy.docx"
         doc_id = hits[0].document_id
-        await cli.collections.delete_document(doc_id)
+        await cli.collections.delete_document(doc_id, actor=SYSTEM)
         assert await server.retrieval.search(q) == []
     finally:
         await cli.aclose()
@@ -172,15 +180,17 @@ async def test_writes_from_another_process_become_searchable(settings: Settings)
 async def test_deleting_a_collection_empties_every_index(
     container: Container, backend: str
 ) -> None:
-    cid = (await container.collections.create(name="kb")).row.id
-    job = await container.ingestion.submit(collection_id=cid, files=example_uploads("faq.json"))
+    cid = (await container.collections.create(actor=SYSTEM, name="kb")).row.id
+    job = await container.ingestion.submit(
+        actor=SYSTEM, collection_id=cid, files=example_uploads("faq.json")
+    )
     await container.runner.run_once(job_id=job.id)
     assert await container.retrieval.search(
         SearchQuery(text="motor", collection_ids=[cid], top_k=3)
     )
     if backend == "sqlite":
         assert container.index.size(cid) > 0
-    await container.collections.delete(cid)
+    await container.collections.delete(cid, actor=SYSTEM)
     assert container.index.version(cid) is None
     # The keyword index is FTS5 on SQLite and a column of chunks on PostgreSQL.
     keyword = "SELECT count(*) FROM chunks_fts" if backend == "sqlite" else "SELECT 0"
@@ -199,8 +209,8 @@ async def test_large_collections_switch_to_hnsw_and_persist_it(
     settings.retrieval.hnsw_threshold = 20
     first = build(settings)
     await first.prepare_database()
-    cid = (await first.collections.create(name="kb")).row.id
-    job = await first.ingestion.submit(collection_id=cid, files=example_uploads())
+    cid = (await first.collections.create(actor=SYSTEM, name="kb")).row.id
+    job = await first.ingestion.submit(actor=SYSTEM, collection_id=cid, files=example_uploads())
     await first.runner.run_once(job_id=job.id)
     q = SearchQuery(text="brake pad thickness", collection_ids=[cid], top_k=3)
     hits = await first.retrieval.search(q)

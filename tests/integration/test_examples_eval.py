@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.services.evaluation import EvalCase, evaluate_retrieval
 from parley.services.ingestion import UploadedFile
 from parley.settings import Settings
@@ -27,9 +28,9 @@ async def real(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
     data: Path = tmp_path_factory.mktemp("eval")
     container = Container.build(Settings(_env_file=None, data_dir=data))  # type: ignore[call-arg]
     await container.prepare_database()
-    cid = (await container.collections.create(name="examples")).row.id
+    cid = (await container.collections.create(actor=SYSTEM, name="examples")).row.id
     files = [UploadedFile(p.name, p.read_bytes()) for p in sorted(DOCS.iterdir())]
-    job = await container.ingestion.submit(collection_id=cid, files=files)
+    job = await container.ingestion.submit(actor=SYSTEM, collection_id=cid, files=files)
     assert await container.runner.run_once(job_id=job.id) == "succeeded"
     yield container, cid
     await container.aclose()
@@ -48,10 +49,12 @@ async def test_retrieval_finds_the_answer_passage(real: tuple[Container, str]) -
 @pytest.mark.asyncio(loop_scope="module")
 async def test_answers_cite_the_right_document(real: tuple[Container, str]) -> None:
     container, cid = real
-    session = await container.sessions.create(collection_ids=[cid])
+    session = await container.sessions.create(actor=SYSTEM, collection_ids=[cid])
     cited_right = 0
     for item in QUESTIONS:
-        turn = await container.chat.prepare(session_id=session.row.id, content=item["question"])
+        turn = await container.chat.prepare(
+            actor=SYSTEM, session_id=session.row.id, content=item["question"]
+        )
         result = await container.chat.complete(turn)
         assert result.content.startswith("Extractive answer")
         cited = {c.source for c in result.citations if f"[{c.index}]" in result.content}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from parley.container import Container
 from parley.db.base import utcnow
 from parley.db.models import JobItemRow, JobRow
+from parley.domain.auth import SYSTEM
 from parley.errors import ProviderError
 from parley.providers.embeddings.base import EmbedKind, Vectors
 from parley.providers.embeddings.fake import FakeEmbedder
@@ -73,8 +75,8 @@ async def job_items(container: Container, job_id: str) -> list[JobItemRow]:
 
 
 async def new_job(container: Container, *names: str) -> str:
-    cid = (await container.collections.create(name="kb")).row.id
-    job = await container.ingestion.submit(collection_id=cid, files=uploads(*names))
+    cid = (await container.collections.create(actor=SYSTEM, name="kb")).row.id
+    job = await container.ingestion.submit(actor=SYSTEM, collection_id=cid, files=uploads(*names))
     return job.id
 
 
@@ -212,10 +214,10 @@ async def test_cancel_running_job_stops_between_files(
     entered, release = asyncio.Event(), asyncio.Event()
     original = container.ingestion._process_item
 
-    async def gated(collection_id: str, item: JobItemRow) -> ItemOutcome:
+    async def gated(collection_id: str, item: JobItemRow, **kw: Any) -> ItemOutcome:
         entered.set()
         await release.wait()
-        return await original(collection_id, item)
+        return await original(collection_id, item, **kw)
 
     container.ingestion._process_item = gated  # type: ignore[method-assign]
     task = asyncio.create_task(container.runner.run_once(job_id=job_id))
@@ -273,10 +275,10 @@ async def test_stop_lets_the_current_file_finish_then_requeues(container: Contai
     entered, release = asyncio.Event(), asyncio.Event()
     original = container.ingestion._process_item
 
-    async def gated(collection_id: str, item: JobItemRow) -> ItemOutcome:
+    async def gated(collection_id: str, item: JobItemRow, **kw: Any) -> ItemOutcome:
         entered.set()
         await release.wait()
-        return await original(collection_id, item)
+        return await original(collection_id, item, **kw)
 
     container.ingestion._process_item = gated  # type: ignore[method-assign]
     container.runner.start()
@@ -295,7 +297,7 @@ async def test_stop_cancels_a_file_that_outlasts_the_grace_period(container: Con
     job_id = await new_job(container)
     entered = asyncio.Event()
 
-    async def stuck(collection_id: str, item: JobItemRow) -> ItemOutcome:
+    async def stuck(collection_id: str, item: JobItemRow, **kw: Any) -> ItemOutcome:
         entered.set()
         await asyncio.sleep(60)
         raise AssertionError("not reached")

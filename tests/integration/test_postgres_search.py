@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.domain.retrieval import SearchQuery
 from parley.providers.embeddings.fake import FakeEmbedder
 from parley.providers.llm.fake import FakeLLM
@@ -29,9 +30,9 @@ async def pg(settings: Settings, backend: str) -> Container:
 
 async def test_hnsw_index_exists_and_is_used_for_dense_search(pg: Container) -> None:
     try:
-        cid = (await pg.collections.create(name="kb")).row.id
+        cid = (await pg.collections.create(actor=SYSTEM, name="kb")).row.id
         files = [UploadedFile(p.name, p.read_bytes()) for p in sorted(DOCS.iterdir())]
-        job = await pg.ingestion.submit(collection_id=cid, files=files)
+        job = await pg.ingestion.submit(actor=SYSTEM, collection_id=cid, files=files)
         assert await pg.runner.run_once(job_id=job.id) == "succeeded"
         async with pg.engine.connect() as conn:
             indexes = (
@@ -70,9 +71,11 @@ async def test_hnsw_index_exists_and_is_used_for_dense_search(pg: Container) -> 
 
 async def test_tsvector_is_written_with_each_chunk(pg: Container) -> None:
     try:
-        cid = (await pg.collections.create(name="kb")).row.id
+        cid = (await pg.collections.create(actor=SYSTEM, name="kb")).row.id
         data = (DOCS / "faq.json").read_bytes()
-        job = await pg.ingestion.submit(collection_id=cid, files=[UploadedFile("faq.json", data)])
+        job = await pg.ingestion.submit(
+            actor=SYSTEM, collection_id=cid, files=[UploadedFile("faq.json", data)]
+        )
         await pg.runner.run_once(job_id=job.id)
         async with pg.engine.connect() as conn:
             missing = (

@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.domain.retrieval import SearchQuery
 from parley.providers.embeddings.fake import FakeEmbedder
 from parley.providers.llm.fake import FakeLLM
@@ -53,7 +54,7 @@ async def pair(scale_settings: Settings) -> AsyncIterator[tuple[Container, Conta
 
 async def ingest(container: Container, cid: str, *files: tuple[str, bytes]) -> None:
     uploads = [UploadedFile(name, data) for name, data in files]
-    job = await container.ingestion.submit(collection_id=cid, files=uploads)
+    job = await container.ingestion.submit(actor=SYSTEM, collection_id=cid, files=uploads)
     assert await container.runner.run_once(job_id=job.id) == "succeeded"
 
 
@@ -61,17 +62,21 @@ async def test_a_session_started_on_one_instance_continues_on_the_other(
     pair: tuple[Container, Container],
 ) -> None:
     a, b = pair
-    cid = (await a.collections.create(name="kb")).row.id
+    cid = (await a.collections.create(actor=SYSTEM, name="kb")).row.id
     await ingest(a, cid, ("faq.json", (DOCS / "faq.json").read_bytes()))
-    sid = (await a.sessions.create(collection_ids=[cid])).row.id
-    await a.chat.complete(await a.chat.prepare(session_id=sid, content="Is the bike waterproof?"))
-    await a.chat.complete(await a.chat.prepare(session_id=sid, content="Does it fold?"))
-    turn = await b.chat.prepare(session_id=sid, content="And the top speed?")
+    sid = (await a.sessions.create(actor=SYSTEM, collection_ids=[cid])).row.id
+    await a.chat.complete(
+        await a.chat.prepare(actor=SYSTEM, session_id=sid, content="Is the bike waterproof?")
+    )
+    await a.chat.complete(
+        await a.chat.prepare(actor=SYSTEM, session_id=sid, content="Does it fold?")
+    )
+    turn = await b.chat.prepare(actor=SYSTEM, session_id=sid, content="And the top speed?")
     history = [m.content for m in turn.request.messages[1:-1]]
     assert history[0] == "Is the bike waterproof?" and history[2] == "Does it fold?"
     assert len(history) == 4  # both earlier turns, user and assistant, in order
     await b.chat.complete(turn)
-    again = await a.chat.prepare(session_id=sid, content="Thanks")
+    again = await a.chat.prepare(actor=SYSTEM, session_id=sid, content="Thanks")
     assert [m.content for m in again.request.messages[1:-1]][-2] == "And the top speed?"
 
 
@@ -79,23 +84,27 @@ async def test_a_document_ingested_through_one_is_found_at_once_through_the_othe
     pair: tuple[Container, Container],
 ) -> None:
     a, b = pair
-    cid = (await a.collections.create(name="kb")).row.id
+    cid = (await a.collections.create(actor=SYSTEM, name="kb")).row.id
     await ingest(a, cid, ("faq.json", (DOCS / "faq.json").read_bytes()))
-    sid = (await b.sessions.create(collection_ids=[cid])).row.id
+    sid = (await b.sessions.create(actor=SYSTEM, collection_ids=[cid])).row.id
     question = "Which ferry leaves from pier seven?"
-    first = await b.chat.complete(await b.chat.prepare(session_id=sid, content=question))
+    first = await b.chat.complete(
+        await b.chat.prepare(actor=SYSTEM, session_id=sid, content=question)
+    )
     assert all(c.source != "ferries.md" for c in first.citations)
     # (A brand-new session's scope is unknown to Redis before its first turn is stored, so
     # caching starts with the second turn.)
-    await b.chat.complete(await b.chat.prepare(session_id=sid, content=question))
+    await b.chat.complete(await b.chat.prepare(actor=SYSTEM, session_id=sid, content=question))
     # The same question again is served from the shared search cache ...
     b.statements.reset()
-    await b.chat.complete(await b.chat.prepare(session_id=sid, content=question))
+    await b.chat.complete(await b.chat.prepare(actor=SYSTEM, session_id=sid, content=question))
     assert b.statements.count == 1
     # ... until a document lands through the other instance: the cache key changes with
     # the collection version, so the next turn sees the new document immediately.
     await ingest(a, cid, ("ferries.md", b"# Ferries\n\nThe night ferry leaves from pier seven."))
-    after = await b.chat.complete(await b.chat.prepare(session_id=sid, content=question))
+    after = await b.chat.complete(
+        await b.chat.prepare(actor=SYSTEM, session_id=sid, content=question)
+    )
     assert after.citations[0].source == "ferries.md"
     hits = await b.retrieval.search(SearchQuery(text=question, collection_ids=[cid], top_k=3))
     assert hits[0].source == "ferries.md"
@@ -159,14 +168,14 @@ async def test_turns_keep_working_while_redis_is_down_and_nothing_is_lost(
     c = instance(scale_settings, llm)
     await c.prepare_database()
     try:
-        cid = (await c.collections.create(name="kb")).row.id
+        cid = (await c.collections.create(actor=SYSTEM, name="kb")).row.id
         await ingest(c, cid, ("faq.json", (DOCS / "faq.json").read_bytes()))
-        sid = (await c.sessions.create(collection_ids=[cid])).row.id
+        sid = (await c.sessions.create(actor=SYSTEM, collection_ids=[cid])).row.id
         asked: list[str] = []
 
         async def turn(text: str) -> float:
             started = asyncio.get_running_loop().time()
-            await c.chat.complete(await c.chat.prepare(session_id=sid, content=text))
+            await c.chat.complete(await c.chat.prepare(actor=SYSTEM, session_id=sid, content=text))
             asked.append(text)
             return asyncio.get_running_loop().time() - started
 
@@ -182,11 +191,11 @@ async def test_turns_keep_working_while_redis_is_down_and_nothing_is_lost(
         await asyncio.sleep(0.6)
         await turn("after the outage 1")
         assert c.redis is not None and c.redis.guard.status() == "ok"
-        last = await c.chat.prepare(session_id=sid, content="after the outage 2")
+        last = await c.chat.prepare(actor=SYSTEM, session_id=sid, content="after the outage 2")
         # The history the model sees is complete and in order: refilled from the database.
         prompt_users = [m.content for m in last.request.messages if m.role == "user"][:-1]
         assert prompt_users == asked
-        stored = (await c.sessions.messages(sid, limit=100, cursor=None)).items
+        stored = (await c.sessions.messages(sid, actor=SYSTEM, limit=100, cursor=None)).items
         assert [m.content for m in stored if m.role == "user"] == asked
     finally:
         await c.aclose()

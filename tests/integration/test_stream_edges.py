@@ -11,6 +11,7 @@ import anyio.lowlevel
 import pytest
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.domain.chat import StreamDelta
 from parley.errors import ProviderTimeout
 from parley.providers.llm.base import GenerationRequest
@@ -20,24 +21,26 @@ from tests.conftest import DOCS
 
 
 async def session_over_faq(container: Container) -> str:
-    cid = (await container.collections.create(name="faq")).row.id
+    cid = (await container.collections.create(actor=SYSTEM, name="faq")).row.id
     data = (DOCS / "faq.json").read_bytes()
     job = await container.ingestion.submit(
-        collection_id=cid, files=[UploadedFile("faq.json", data)]
+        actor=SYSTEM, collection_id=cid, files=[UploadedFile("faq.json", data)]
     )
     await container.runner.run_once(job_id=job.id)
-    return (await container.sessions.create(collection_ids=[cid])).row.id
+    return (await container.sessions.create(actor=SYSTEM, collection_ids=[cid])).row.id
 
 
 async def test_client_disconnect_keeps_the_partial_answer(container: Container) -> None:
     sid = await session_over_faq(container)
-    turn = await container.chat.prepare(session_id=sid, content="Is the bike waterproof?")
+    turn = await container.chat.prepare(
+        actor=SYSTEM, session_id=sid, content="Is the bike waterproof?"
+    )
     stream = container.chat.stream(turn)
     assert (await anext(stream))[0] == "sources"
     event, data = await anext(stream)
     assert event == "token"
     await stream.aclose()  # what Starlette does when the client goes away
-    messages = (await container.sessions.messages(sid, limit=10, cursor=None)).items
+    messages = (await container.sessions.messages(sid, actor=SYSTEM, limit=10, cursor=None)).items
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[1].content == data["text"] and messages[1].finish_reason == "interrupted"
 
@@ -52,13 +55,15 @@ async def test_model_failure_mid_stream_stores_nothing(
         raise ProviderTimeout("model stalled")
 
     monkeypatch.setattr(fake_llm, "stream", failing)
-    turn = await container.chat.prepare(session_id=sid, content="Is the bike waterproof?")
+    turn = await container.chat.prepare(
+        actor=SYSTEM, session_id=sid, content="Is the bike waterproof?"
+    )
     events = []
     with pytest.raises(ProviderTimeout):
         async for event, _ in container.chat.stream(turn):
             events.append(event)
     assert events == ["sources", "token"]
-    assert (await container.sessions.messages(sid, limit=10, cursor=None)).items == []
+    assert (await container.sessions.messages(sid, actor=SYSTEM, limit=10, cursor=None)).items == []
 
 
 async def test_a_client_leaving_during_the_commit_does_not_store_the_turn_twice(
@@ -69,7 +74,9 @@ async def test_a_client_leaving_during_the_commit_does_not_store_the_turn_twice(
     from parley.services import uow as uow_module
 
     sid = await session_over_faq(container)
-    turn = await container.chat.prepare(session_id=sid, content="Is the bike waterproof?")
+    turn = await container.chat.prepare(
+        actor=SYSTEM, session_id=sid, content="Is the bike waterproof?"
+    )
     original = uow_module.UnitOfWork.commit
     scope_box: dict[str, anyio.CancelScope] = {}
 
@@ -84,6 +91,6 @@ async def test_a_client_leaving_during_the_commit_does_not_store_the_turn_twice(
         scope_box["scope"] = scope
         async for _ in container.chat.stream(turn):
             pass
-    messages = (await container.sessions.messages(sid, limit=10, cursor=None)).items
+    messages = (await container.sessions.messages(sid, actor=SYSTEM, limit=10, cursor=None)).items
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[1].finish_reason == "stop"

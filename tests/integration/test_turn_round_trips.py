@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.services.ingestion import UploadedFile
 from tests.conftest import DOCS
 
 
 async def ingest_examples(container: Container, name: str = "kb") -> str:
-    view = await container.collections.create(name=name)
+    view = await container.collections.create(actor=SYSTEM, name=name)
     files = [UploadedFile(p.name, p.read_bytes()) for p in sorted(DOCS.iterdir())]
-    job = await container.ingestion.submit(collection_id=view.row.id, files=files)
+    job = await container.ingestion.submit(actor=SYSTEM, collection_id=view.row.id, files=files)
     assert await container.runner.run_once(job_id=job.id) == "succeeded"
     return view.row.id
 
@@ -26,15 +27,17 @@ async def test_a_warm_chat_turn_costs_three_sql_statements(
     (history comes from Redis; the read and the write are one round trip each)."""
     container.settings.retrieval.index_sync_interval_s = 3600  # steady state: no version check
     cid = await ingest_examples(container)
-    session = await container.sessions.create(collection_ids=[cid])
+    session = await container.sessions.create(actor=SYSTEM, collection_ids=[cid])
     sid = session.row.id
     # The first turn warms the session scope cache and the vector index copy.
-    await container.chat.complete(await container.chat.prepare(session_id=sid, content="warm up"))
+    await container.chat.complete(
+        await container.chat.prepare(actor=SYSTEM, session_id=sid, content="warm up")
+    )
 
     for question in ("What is the return window?", "How do I pair the app?"):
         container.statements.reset(record=True)
         trips = redis_round_trips(container)
-        turn = await container.chat.prepare(session_id=sid, content=question)
+        turn = await container.chat.prepare(actor=SYSTEM, session_id=sid, content=question)
         result = await container.chat.complete(turn)
         statements = container.statements.statements
         assert result.citations
@@ -55,10 +58,14 @@ async def test_a_warm_chat_turn_costs_three_sql_statements(
 async def test_streamed_turn_costs_the_same(container: Container, backend: str) -> None:
     container.settings.retrieval.index_sync_interval_s = 3600
     cid = await ingest_examples(container)
-    sid = (await container.sessions.create(collection_ids=[cid])).row.id
-    await container.chat.complete(await container.chat.prepare(session_id=sid, content="warm up"))
+    sid = (await container.sessions.create(actor=SYSTEM, collection_ids=[cid])).row.id
+    await container.chat.complete(
+        await container.chat.prepare(actor=SYSTEM, session_id=sid, content="warm up")
+    )
     container.statements.reset()
-    turn = await container.chat.prepare(session_id=sid, content="battery storage temperature")
+    turn = await container.chat.prepare(
+        actor=SYSTEM, session_id=sid, content="battery storage temperature"
+    )
     events = [event async for event, _ in container.chat.stream(turn)]
     assert events[-1] == "done"
     assert container.statements.count == (3 if backend == "sqlite" else 2)
@@ -69,15 +76,15 @@ async def test_repeated_query_is_served_from_the_search_cache(
 ) -> None:
     container.settings.retrieval.index_sync_interval_s = 3600
     cid = await ingest_examples(container)
-    sid = (await container.sessions.create(collection_ids=[cid])).row.id
+    sid = (await container.sessions.create(actor=SYSTEM, collection_ids=[cid])).row.id
     for _ in range(2):
         await container.chat.complete(
-            await container.chat.prepare(session_id=sid, content="same question")
+            await container.chat.prepare(actor=SYSTEM, session_id=sid, content="same question")
         )
     container.statements.reset()
     trips = redis_round_trips(container)
     await container.chat.complete(
-        await container.chat.prepare(session_id=sid, content="same question")
+        await container.chat.prepare(actor=SYSTEM, session_id=sid, content="same question")
     )
     if backend == "postgres":
         # history and search both come from Redis (one read); only the insert is SQL
@@ -89,11 +96,11 @@ async def test_repeated_query_is_served_from_the_search_cache(
 
 async def test_listing_collections_does_not_scale_with_page_size(container: Container) -> None:
     for i in range(12):
-        await container.collections.create(name=f"c{i}")
+        await container.collections.create(actor=SYSTEM, name=f"c{i}")
     container.statements.reset()
-    page = await container.collections.page(limit=50, cursor=None)
+    page = await container.collections.page(actor=SYSTEM, limit=50, cursor=None)
     assert len(page.items) == 12
     assert container.statements.count == 2  # page + grouped counts, no N+1
     container.statements.reset()
-    await container.sessions.page(limit=50, cursor=None)
+    await container.sessions.page(actor=SYSTEM, limit=50, cursor=None)
     assert container.statements.count <= 2

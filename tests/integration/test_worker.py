@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from parley.container import Container
 from parley.db.models import ChunkRow, DocumentRow, JobRow
+from parley.domain.auth import SYSTEM
 from parley.providers.embeddings.fake import FakeEmbedder
 from parley.providers.llm.fake import FakeLLM
 from parley.providers.tokenizers.approx import ApproxTokenCounter
@@ -66,6 +67,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         PARLEY_JOBS__AUTO_MIGRATE="false",
         PARLEY_SERVER__LOG_LEVEL="info",
     )
+    if settings.jwt_secret is not None:
+        env["PARLEY_JWT_SECRET"] = settings.jwt_secret.get_secret_value()
     if settings.database_url:
         env["PARLEY_DATABASE_URL"] = settings.database_url
     return env
@@ -141,9 +144,9 @@ async def test_worker_killed_mid_job_is_finished_by_another(
     container = build(settings)
     await container.prepare_database()
     try:
-        cid = (await container.collections.create(name="kb")).row.id
+        cid = (await container.collections.create(actor=SYSTEM, name="kb")).row.id
         files = many_uploads()
-        job_id = (await container.ingestion.submit(collection_id=cid, files=files)).id
+        job_id = (await container.ingestion.submit(actor=SYSTEM, collection_id=cid, files=files)).id
 
         first_log = tmp_path / "worker-1.log"
         with worker_process(settings, first_log) as first:
@@ -212,9 +215,9 @@ async def test_sigterm_stops_the_worker_and_requeues_its_job(
     container = build(settings)
     await container.prepare_database()
     try:
-        cid = (await container.collections.create(name="kb")).row.id
+        cid = (await container.collections.create(actor=SYSTEM, name="kb")).row.id
         files = many_uploads()
-        job_id = (await container.ingestion.submit(collection_id=cid, files=files)).id
+        job_id = (await container.ingestion.submit(actor=SYSTEM, collection_id=cid, files=files)).id
         log = tmp_path / "worker.log"
         with worker_process(settings, log, "--concurrency", "2") as proc:
             await wait_for_job(
@@ -240,7 +243,7 @@ async def test_sigterm_stops_the_worker_and_requeues_its_job(
         async with container.uow() as tx:
             items = await tx.jobs.items(job_id)
         assert all(i.status == "succeeded" for i in items)
-        assert (await container.collections.get(cid)).documents == len(files)
+        assert (await container.collections.get(cid, actor=SYSTEM)).documents == len(files)
     finally:
         await container.aclose()
 
@@ -251,11 +254,11 @@ async def test_concurrent_workers_share_jobs_without_double_claims(
     container = build(settings)
     await container.prepare_database()
     try:
-        cid = (await container.collections.create(name="kb")).row.id
+        cid = (await container.collections.create(actor=SYSTEM, name="kb")).row.id
         files = many_uploads(copies=8)
         batches = [files[i : i + 14] for i in range(0, len(files), 14)]
         job_ids = [
-            (await container.ingestion.submit(collection_id=cid, files=batch)).id
+            (await container.ingestion.submit(actor=SYSTEM, collection_id=cid, files=batch)).id
             for batch in batches
         ]
         logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
@@ -276,7 +279,7 @@ async def test_concurrent_workers_share_jobs_without_double_claims(
             e["job_id"] for log in logs for e in log_events(log) if e["event"] == "job_claimed"
         ]
         assert sorted(claims) == sorted(job_ids)  # each job claimed exactly once
-        view = await container.collections.get(cid)
+        view = await container.collections.get(cid, actor=SYSTEM)
         assert view.documents == len(files)
         async with container.uow() as tx:
             stmt = select(func.sum(DocumentRow.chunk_count)).where(DocumentRow.collection_id == cid)

@@ -13,15 +13,24 @@ from fastapi.responses import HTMLResponse
 
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
-from parley.api.routes import chat, collections, health
+from parley.api.routes import admin, auth, chat, collections, health, me
+from parley.api.security import is_loopback
 from parley.container import Container
+from parley.errors import ConfigurationError
 from parley.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings, *, container: Container | None = None) -> FastAPI:
-    """Build the ASGI app. Pass ``container`` to inject fakes (tests, benchmarks)."""
+    """Build the ASGI app. Pass ``container`` to inject fakes (tests, benchmarks).
+
+    Refuses local dev mode (``PARLEY_AUTH=off``) unless bound to a loopback address.
+    """
+    if settings.auth == "off" and not is_loopback(settings.server.host):
+        raise ConfigurationError(
+            f"PARLEY_AUTH=off is only allowed on a loopback address, not {settings.server.host!r}"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,6 +39,11 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
         await built.prepare_database()
         await built.start_background()
         app.state.container = built
+        if settings.auth == "off":
+            log.warning(
+                "auth_disabled",
+                detail="PARLEY_AUTH=off: local dev mode, every local request acts as admin",
+            )
         log.info(
             "parley_started",
             database=built.engine.url.render_as_string(hide_password=True),
@@ -57,13 +71,22 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
             allow_origins=settings.server.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
             max_age=600,
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(me.router)
+    app.include_router(admin.router)
     app.include_router(collections.router)
     app.include_router(chat.router)
 

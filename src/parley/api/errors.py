@@ -27,6 +27,9 @@ STATUS_BY_ERROR: dict[type[errors.ParleyError], int] = {
     errors.ProviderUnavailable: 503,
     errors.ProviderError: 502,
     errors.ConfigurationError: 500,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.TooManyRequests: 429,
 }
 
 _HTTP_CODES = {
@@ -44,6 +47,9 @@ _HTTP_CODES = {
 }
 
 _TITLES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    429: "Too Many Requests",
     404: "Not Found",
     409: "Conflict",
     413: "Content Too Large",
@@ -98,11 +104,17 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("request_failed", code=exc.code, detail=exc.detail)
-        return problem_response(
+        response = problem_response(
             status,
             problem(status, code=exc.code, detail=exc.detail, field=exc.extra.get("field")),
             request,
         )
+        if isinstance(exc, errors.Unauthenticated):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="parley"'
+        elif isinstance(exc, errors.TooManyRequests):
+            response.headers.update(exc.headers)
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

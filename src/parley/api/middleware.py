@@ -45,6 +45,17 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                # Set by the rate-limit dependency: every limited response says where the
+                # caller stands (a 429 already carries these from its error).
+                decision = scope["state"].get("ratelimit")
+                if decision is not None and status != 429:
+                    headers.extend(
+                        (
+                            (b"ratelimit-limit", str(decision.limit).encode()),
+                            (b"ratelimit-remaining", str(decision.remaining).encode()),
+                            (b"ratelimit-reset", str(decision.reset_after_s).encode()),
+                        )
+                    )
                 message["headers"] = headers
             await send(message)
 

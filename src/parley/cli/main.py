@@ -13,9 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from parley.cli.accounts import keys_app, users_app
 from parley.cli.progress import ingest_with_progress
 from parley.cli.worker import worker
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.errors import ParleyError
 from parley.logging import configure_logging
 from parley.services.chat import TurnResult
@@ -73,14 +75,39 @@ def serve(
     if port:
         settings.server.port = port
     configure_logging(level=settings.server.log_level, json=settings.server.log_json)
+    try:
+        application = create_app(settings)
+    except ParleyError as exc:
+        err.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
+        raise typer.Exit(code=1) from None
+    if settings.auth == "on":
+        key = _run(_bootstrap(settings))
+        if key:
+            err.print(
+                "\n[bold]No user exists yet.[/bold] A one-time admin API key was created "
+                "(shown only now, stored hashed):\n\n"
+                f"    [bold green]{key}[/bold green]\n\n"
+                "Use it as 'Authorization: Bearer <key>'; create real accounts with "
+                "POST /v1/admin/users or 'parley users create --admin', then revoke it.\n",
+                soft_wrap=True,
+            )
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+async def _bootstrap(settings: Settings) -> str | None:
+    container = Container.build(settings)
+    try:
+        await container.prepare_database()
+        return await container.auth.bootstrap()
+    finally:
+        await container.aclose()
 
 
 @app.command()
@@ -119,7 +146,7 @@ def ingest(
 
     async def run() -> int:
         async with _container() as c:
-            view = await c.collections.get_or_create(name=collection)
+            view = await c.collections.get_or_create(actor=SYSTEM, name=collection)
             return await ingest_with_progress(c, view.row.id, path, console=console)
 
     failed = _run(run())
@@ -133,7 +160,7 @@ def collections() -> None:
 
     async def run() -> list[Any]:
         async with _container() as c:
-            return (await c.collections.page(limit=200, cursor=None)).items
+            return (await c.collections.page(actor=SYSTEM, limit=200, cursor=None)).items
 
     table = Table("id", "name", "documents", "chunks", "embedding model")
     for view in _run(run()):
@@ -157,9 +184,13 @@ def ask(
 
     async def run() -> TurnResult:
         async with _container() as c:
-            view = await c.collections.resolve(collection)
-            session = await c.sessions.create(collection_ids=[view.row.id], title=question[:200])
-            turn = await c.chat.prepare(session_id=session.row.id, content=question, top_k=top_k)
+            view = await c.collections.resolve(collection, actor=SYSTEM)
+            session = await c.sessions.create(
+                actor=SYSTEM, collection_ids=[view.row.id], title=question[:200]
+            )
+            turn = await c.chat.prepare(
+                actor=SYSTEM, session_id=session.row.id, content=question, top_k=top_k
+            )
             return await c.chat.complete(turn)
 
     _print_answer(_run(run()))
@@ -175,10 +206,12 @@ def chat(
     async def run() -> None:
         async with _container() as c:
             if session:
-                session_id = (await c.sessions.get(session)).row.id
+                session_id = (await c.sessions.get(session, actor=SYSTEM)).row.id
             else:
-                view = await c.collections.resolve(collection)
-                session_id = (await c.sessions.create(collection_ids=[view.row.id])).row.id
+                view = await c.collections.resolve(collection, actor=SYSTEM)
+                session_id = (
+                    await c.sessions.create(actor=SYSTEM, collection_ids=[view.row.id])
+                ).row.id
             console.print(f"[dim]session {session_id} — empty line or Ctrl-D to quit[/dim]")
             while True:
                 try:
@@ -188,7 +221,7 @@ def chat(
                 if not line.strip():
                     break
                 try:
-                    turn = await c.chat.prepare(session_id=session_id, content=line)
+                    turn = await c.chat.prepare(actor=SYSTEM, session_id=session_id, content=line)
                     console.print("[bold blue]parley>[/bold blue] ", end="")
                     async for event, data in c.chat.stream(turn):
                         if event == "token":
@@ -216,7 +249,7 @@ def eval_(
 
     async def run() -> EvalReport:
         async with _container() as c:
-            view = await c.collections.resolve(collection)
+            view = await c.collections.resolve(collection, actor=SYSTEM)
             return await evaluate_retrieval(
                 c.retrieval, collection_ids=[view.row.id], cases=cases, k=top_k
             )
@@ -258,3 +291,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.text import Text
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.errors import ParleyError
 from parley.services.ingestion import ItemOutcome, UploadedFile
 from parley.services.parsing import detect_mime
@@ -99,7 +100,7 @@ async def ingest_with_progress(
         step = limits.max_files_per_request
         for start in range(0, len(accepted), step):
             job = await container.ingestion.submit(
-                collection_id=collection_id, files=accepted[start : start + step]
+                actor=SYSTEM, collection_id=collection_id, files=accepted[start : start + step]
             )
             await container.runner.run_once(job_id=job.id, progress=on_item)
     elapsed = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    await _run(engine, run)
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
@@ -49,8 +49,32 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    await _run(engine, run)
+
+
+async def _run(engine: AsyncEngine, fn: Callable[[Connection], None]) -> None:
+    """Run migrations in one transaction.
+
+    On SQLite, batch migrations rebuild tables (copy, drop, rename). With foreign keys on,
+    dropping a parent table would cascade-delete its children, so they are turned off for
+    the migration (the pragma is a no-op inside a transaction, hence before it starts) and
+    checked afterwards, as the SQLite and Alembic documentation recommend.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as conn:
+        if sqlite:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            await conn.run_sync(fn)
+            if sqlite:
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration left dangling foreign keys: {broken[:5]}")
+            await conn.commit()
+        finally:
+            if sqlite:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def current_revision(engine: AsyncEngine) -> tuple[str | None, str | None]:

@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.db.models import CollectionRow, DocumentRow
+from parley.db.models import CollectionGrantRow, CollectionRow, DocumentRow
 from parley.repositories.pagination import Page, keyset_page
+
+
+def access_clause(viewer: str, *, write: bool = False) -> ColumnElement[bool]:
+    """Collections ``viewer`` owns or was granted (``write``: a write grant)."""
+    granted = select(CollectionGrantRow.collection_id).where(CollectionGrantRow.user_id == viewer)
+    if write:
+        granted = granted.where(CollectionGrantRow.permission == "write")
+    return or_(CollectionRow.owner_id == viewer, CollectionRow.id.in_(granted))
 
 
 class CollectionRepository:
@@ -24,35 +32,77 @@ class CollectionRepository:
         await self.session.flush()
         return row
 
-    async def get(self, collection_id: str) -> CollectionRow | None:
-        """One collection by id."""
-        return await self.session.get(CollectionRow, collection_id)
+    async def get(
+        self, collection_id: str, *, viewer: str | None = None, write: bool = False
+    ) -> CollectionRow | None:
+        """One collection by id; with ``viewer`` only if that user may read (or write) it.
 
-    async def get_by_name(self, name: str) -> CollectionRow | None:
-        """One collection by its unique name."""
-        return await self.session.scalar(select(CollectionRow).where(CollectionRow.name == name))
+        ``viewer=None`` means no restriction (admins, the system principal, internal use).
+        """
+        if viewer is None:
+            return await self.session.get(CollectionRow, collection_id)
+        stmt = select(CollectionRow).where(
+            CollectionRow.id == collection_id, access_clause(viewer, write=write)
+        )
+        return await self.session.scalar(stmt)
 
-    async def get_many(self, collection_ids: Sequence[str]) -> list[CollectionRow]:
-        """Collections by id, in one statement (missing ids are simply absent)."""
+    async def get_by_name(self, name: str, *, owner_id: str | None) -> CollectionRow | None:
+        """One collection by name within one owner's namespace (None = ownerless)."""
+        owner = (
+            CollectionRow.owner_id.is_(None)
+            if owner_id is None
+            else CollectionRow.owner_id == owner_id
+        )
+        return await self.session.scalar(
+            select(CollectionRow).where(CollectionRow.name == name, owner)
+        )
+
+    async def get_many(
+        self, collection_ids: Sequence[str], *, viewer: str | None = None
+    ) -> list[CollectionRow]:
+        """Collections by id, in one statement (missing or hidden ids are simply absent)."""
         if not collection_ids:
             return []
         stmt = select(CollectionRow).where(CollectionRow.id.in_(list(collection_ids)))
+        if viewer is not None:
+            stmt = stmt.where(access_clause(viewer))
         return list((await self.session.scalars(stmt)).all())
 
-    async def ids_by_name(self, names: Sequence[str]) -> dict[str, str]:
-        """Map collection names to ids, in one statement (unknown names are absent)."""
+    async def ids_by_name(
+        self, names: Sequence[str], *, viewer: str | None, owner_id: str | None
+    ) -> dict[str, str]:
+        """Map visible collection names to ids, in one statement (unknown names are absent).
+
+        The caller's own collection wins when several visible ones share a name.
+        """
         if not names:
             return {}
-        stmt = select(CollectionRow.name, CollectionRow.id).where(
+        stmt = select(CollectionRow.name, CollectionRow.id, CollectionRow.owner_id).where(
             CollectionRow.name.in_(list(names))
         )
-        return {name: cid for name, cid in (await self.session.execute(stmt)).all()}
+        if viewer is not None:
+            stmt = stmt.where(access_clause(viewer))
+        found: dict[str, str] = {}
+        for name, cid, owner in (await self.session.execute(stmt)).all():
+            if name not in found or owner == owner_id:
+                found[name] = cid
+        return found
 
-    async def page(self, *, limit: int, cursor: str | None) -> Page[CollectionRow]:
-        """Collections, oldest first."""
+    async def readable_ids(self, viewer: str) -> set[str]:
+        """Every collection id ``viewer`` may read (owned or granted), in one statement."""
+        stmt = select(CollectionRow.id).where(access_clause(viewer))
+        return set((await self.session.scalars(stmt)).all())
+
+    async def page(
+        self, *, limit: int, cursor: str | None, viewer: str | None = None
+    ) -> Page[CollectionRow]:
+        """Collections ``viewer`` may read (all with None), oldest first."""
+        stmt = select(CollectionRow)
+        if viewer is not None:
+            stmt = stmt.where(access_clause(viewer))
         return await keyset_page(
             self.session,
-            select(CollectionRow),
+            stmt,
             created=CollectionRow.created_at,
             ident=CollectionRow.id,
             limit=limit,
@@ -99,5 +149,44 @@ class CollectionRepository:
         """Delete a collection; documents, chunks, jobs cascade. True if it existed."""
         result = await self.session.execute(
             delete(CollectionRow).where(CollectionRow.id == collection_id)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def put_grant(
+        self, collection_id: str, user_id: str, permission: str, *, by: str | None
+    ) -> CollectionGrantRow:
+        """Create or change a user's grant on a collection."""
+        row = await self.session.scalar(
+            select(CollectionGrantRow).where(
+                CollectionGrantRow.collection_id == collection_id,
+                CollectionGrantRow.user_id == user_id,
+            )
+        )
+        if row is None:
+            row = CollectionGrantRow(
+                collection_id=collection_id, user_id=user_id, permission=permission, created_by=by
+            )
+            self.session.add(row)
+        else:
+            row.permission = permission
+        await self.session.flush()
+        return row
+
+    async def grants(self, collection_id: str) -> list[CollectionGrantRow]:
+        """Grants on a collection, oldest first."""
+        stmt = (
+            select(CollectionGrantRow)
+            .where(CollectionGrantRow.collection_id == collection_id)
+            .order_by(CollectionGrantRow.id)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def delete_grant(self, collection_id: str, user_id: str) -> bool:
+        """Remove a user's grant."""
+        result = await self.session.execute(
+            delete(CollectionGrantRow).where(
+                CollectionGrantRow.collection_id == collection_id,
+                CollectionGrantRow.user_id == user_id,
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.models import MessageRow, SessionRow
 from parley.domain.chat import HistoryMessage
 from parley.errors import InvalidInput
 from parley.repositories.pagination import Page, decode_cursor, encode_cursor, keyset_page
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHead:
+    """What a chat turn needs to know about its session besides the history."""
+
+    owner_id: str | None
+    scope: list[str]
 
 
 class SessionRepository:
@@ -26,15 +36,23 @@ class SessionRepository:
         await self.session.flush()
         return row
 
-    async def get(self, session_id: str) -> SessionRow | None:
-        """One session by id."""
-        return await self.session.get(SessionRow, session_id)
+    async def get(self, session_id: str, *, viewer: str | None = None) -> SessionRow | None:
+        """One session by id; with ``viewer``, only if that user owns it."""
+        row = await self.session.get(SessionRow, session_id)
+        if row is not None and viewer is not None and row.owner_id != viewer:
+            return None
+        return row
 
-    async def page(self, *, limit: int, cursor: str | None) -> Page[SessionRow]:
-        """Sessions, newest first."""
+    async def page(
+        self, *, limit: int, cursor: str | None, viewer: str | None = None
+    ) -> Page[SessionRow]:
+        """Sessions (``viewer``'s own, or all), newest first."""
+        stmt = select(SessionRow)
+        if viewer is not None:
+            stmt = stmt.where(SessionRow.owner_id == viewer)
         return await keyset_page(
             self.session,
-            select(SessionRow),
+            stmt,
             created=SessionRow.created_at,
             ident=SessionRow.id,
             limit=limit,
@@ -53,16 +71,19 @@ class SessionRepository:
         )
         return {sid: int(n) for sid, n in (await self.session.execute(stmt)).all()}
 
-    async def delete(self, session_id: str) -> bool:
-        """Delete a session and (cascade) its messages."""
-        result = await self.session.execute(delete(SessionRow).where(SessionRow.id == session_id))
+    async def delete(self, session_id: str, *, viewer: str | None = None) -> bool:
+        """Delete a session (``viewer``'s own only) and, by cascade, its messages."""
+        stmt = delete(SessionRow).where(SessionRow.id == session_id)
+        if viewer is not None:
+            stmt = stmt.where(SessionRow.owner_id == viewer)
+        result = await self.session.execute(stmt)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def recent_history(
         self, session_id: str, *, limit: int
-    ) -> tuple[list[str] | None, list[HistoryMessage]]:
-        """The session's collection ids (None if it does not exist) and its last ``limit``
-        messages, oldest first, in ONE statement.
+    ) -> tuple[SessionHead | None, list[HistoryMessage]]:
+        """The session's owner and collection ids (None if it does not exist) and its last
+        ``limit`` messages, oldest first, in ONE statement.
 
         Only the columns a prompt needs are read (no ORM objects, no sources JSON): this runs
         on every chat turn.
@@ -73,10 +94,10 @@ class SessionRepository:
             return None, []
         history = [
             HistoryMessage(role=role, content=content, token_count=tokens)
-            for _, role, content, tokens in rows
+            for _, _, role, content, tokens in rows
             if role in ("user", "assistant") and content
         ]
-        return list(rows[0][0]), history
+        return SessionHead(owner_id=rows[0][0], scope=list(rows[0][1])), history
 
     async def messages_page(
         self, session_id: str, *, limit: int, cursor: str | None
@@ -96,6 +117,21 @@ class SessionRepository:
             rows = rows[:limit]
             next_cursor = encode_cursor([rows[-1].id])
         return Page(items=rows, next_cursor=next_cursor)
+
+    async def usage_since(
+        self, owner_id: str, *, month_start: datetime, day_start: datetime
+    ) -> tuple[int, int, int, int]:
+        """(day input, day output, month input, month output) tokens of a user's turns,
+        in one statement over the (owner_id, created_at) index."""
+        today = _m.created_at >= day_start
+        stmt = select(
+            func.coalesce(func.sum(case((today, _m.input_tokens), else_=0)), 0),
+            func.coalesce(func.sum(case((today, _m.output_tokens), else_=0)), 0),
+            func.coalesce(func.sum(_m.input_tokens), 0),
+            func.coalesce(func.sum(_m.output_tokens), 0),
+        ).where(_m.owner_id == owner_id, _m.created_at >= month_start)
+        row = (await self.session.execute(stmt)).one()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
     async def add_messages(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert messages in ONE multi-row statement; return their ids by role.
@@ -121,7 +157,7 @@ _RECENT = (
 )
 # Built once: the hot-path statements are plain Core with bound parameters.
 _HISTORY = (
-    select(_s.collection_ids, _m.role, _m.content, _m.token_count)
+    select(_s.owner_id, _s.collection_ids, _m.role, _m.content, _m.token_count)
     .select_from(SessionRow.__table__.outerjoin(MessageRow.__table__, _m.id.in_(_RECENT)))
     .where(_s.id == bindparam("sid"))
     .order_by(_m.id)

@@ -17,14 +17,19 @@ from sqlalchemy.exc import IntegrityError
 
 from parley.db.base import utcnow
 from parley.db.models import MessageRow
+from parley.domain.auth import Principal
 from parley.domain.budget import plan_budget
 from parley.domain.chat import HistoryMessage, Usage
 from parley.domain.retrieval import Citation, RetrievedChunk, SearchQuery
 from parley.errors import InvalidInput, NotFound, ParleyError
 from parley.providers.llm.base import LLM, GenerationRequest
 from parley.providers.tokenizers.base import TokenCounter
+from parley.repositories.sessions import SessionHead
+from parley.services.access import AccessPolicy
 from parley.services.hot_turns import HotTurns, PendingWrite, decode_sources, encode_sources
 from parley.services.prompt_library import PromptLibrary
+from parley.services.provider_keys import ProviderKeyService
+from parley.services.quotas import QuotaService
 from parley.services.retrieval import RetrievalService
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import ChatSettings, LimitSettings, LLMSettings, RetrievalSettings
@@ -42,6 +47,8 @@ class PreparedTurn:
 
     session_id: str
     content: str
+    actor_id: str | None
+    llm: LLM
     request: GenerationRequest
     sources: list[RetrievedChunk]
     started: float
@@ -50,6 +57,7 @@ class PreparedTurn:
     rewritten_query: str | None = None
     pending: PendingWrite | None = None
     persisted: bool = False
+    rewrite_usage: Usage = field(default_factory=Usage)
 
 
 @dataclass(slots=True)
@@ -121,6 +129,9 @@ class ChatService:
         llm_settings: LLMSettings,
         retrieval_settings: RetrievalSettings,
         limits: LimitSettings,
+        access: AccessPolicy,
+        quotas: QuotaService,
+        llms: ProviderKeyService | None = None,
         hot: HotTurns | None = None,
     ) -> None:
         self._uow = uow
@@ -133,14 +144,20 @@ class ChatService:
         self._retrieval_settings = retrieval_settings
         self._limits = limits
         self._hot = hot
-        # A session's collections never change after creation, so they can be remembered;
-        # this lets retrieval start while the history is still loading.
-        self._scopes: LRUCache[str, list[str]] = LRUCache(maxsize=10_000)
+        self._access = access
+        self._quotas = quotas
+        self._llms = llms
+        # A session's owner and collections never change after creation, so they can be
+        # remembered; this lets retrieval start while the history is still loading.
+        self._heads: LRUCache[str, SessionHead] = LRUCache(maxsize=10_000)
 
     async def prepare(
-        self, *, session_id: str, content: str, top_k: int | None = None
+        self, *, actor: Principal, session_id: str, content: str, top_k: int | None = None
     ) -> PreparedTurn:
-        """Validate, load history, retrieve and build the prompt. Raises before any output."""
+        """Validate, authorize, check the quota, load history, retrieve and build the prompt.
+
+        Raises before any output: a session that is not the actor's is ``NotFound``.
+        """
         started = time.perf_counter()
         text = content.strip()
         if not text:
@@ -153,25 +170,32 @@ class ChatService:
         k = top_k or self._retrieval_settings.top_k
         if not 1 <= k <= self._limits.max_top_k:
             raise InvalidInput(f"top_k must be 1..{self._limits.max_top_k}", field="top_k")
-        rewrite = self._llm.generative and self._llm_settings.rewrite_followups
-        scope = self._scopes.get(session_id)
+        await self._quotas.check(actor)
+        llm = await self._llms.llm_for(actor) if self._llms is not None else self._llm
+        rewrite = llm.generative and self._llm_settings.rewrite_followups
+        head = self._heads.get(session_id)
+        if head is not None:
+            self._authorize(actor, session_id, head)
         llm_ms = 0.0
         rewritten: str | None = None
         pending: PendingWrite | None = None
+        rewrite_usage = Usage()
         if self._hot is not None:
-            history, sources, rewritten, llm_ms, pending = await self._prepare_hot(
-                session_id, text, k, rewrite=rewrite
+            history, sources, rewritten, llm_ms, pending, rewrite_usage = await self._prepare_hot(
+                actor, llm, session_id, text, k, rewrite=rewrite
             )
-        elif scope is not None and not rewrite:
+        elif head is not None and not rewrite:
+            scope = await self._access.filter_readable(actor, head.scope)
             (_, history), sources = await _both(
-                self._load(session_id), self._search(text, scope, k)
+                self._load(actor, session_id), self._search(text, scope, k)
             )
         else:
-            scope, history = await self._load(session_id)
+            head, history = await self._load(actor, session_id)
+            scope = await self._access.filter_readable(actor, head.scope)
             query = text
             if rewrite and history:
                 t = time.perf_counter()
-                rewritten = await self._rewrite(text, history)
+                rewritten, rewrite_usage = await self._rewrite(llm, text, history)
                 llm_ms += (time.perf_counter() - t) * 1000
                 query = rewritten or text
             sources = await self._search(query, scope, k)
@@ -195,6 +219,8 @@ class ChatService:
         return PreparedTurn(
             session_id=session_id,
             content=text,
+            actor_id=actor.user_id,
+            llm=llm,
             request=request,
             sources=plan.chunks,
             started=started,
@@ -202,32 +228,50 @@ class ChatService:
             llm_ms=llm_ms,
             rewritten_query=rewritten,
             pending=pending,
+            rewrite_usage=rewrite_usage,
         )
 
+    @staticmethod
+    def _authorize(actor: Principal, session_id: str, head: SessionHead) -> None:
+        """Only the session's owner (or an admin) may take a turn in it."""
+        if not actor.sees_all and head.owner_id != actor.user_id:
+            raise NotFound(f"session {session_id} not found")
+
     async def _prepare_hot(
-        self, session_id: str, text: str, k: int, *, rewrite: bool
-    ) -> tuple[list[HistoryMessage], list[RetrievedChunk], str | None, float, PendingWrite]:
+        self, actor: Principal, llm: LLM, session_id: str, text: str, k: int, *, rewrite: bool
+    ) -> tuple[list[HistoryMessage], list[RetrievedChunk], str | None, float, PendingWrite, Usage]:
         """Scale-out path: one store read, the database only for what the store lacks."""
         assert self._hot is not None
-        hint = self._scopes.get(session_id)
+        head = self._heads.get(session_id)
+        hint = head.scope if head is not None else None
         read, embedding_key, digest = await self._hot.read(
             session_id=session_id, text=text, top_k=k, scope_hint=hint
         )
-        scope, history, refill = read.scope or hint, read.history, None
-        if scope is None or history is None:
-            db_scope, db_history = await self._load(session_id)
-            scope = scope or db_scope
+        history, refill = read.history, None
+        # The owner is not kept in the store: a session this process has not seen yet is
+        # read from the database once (then remembered), and authorized before anything
+        # cached for it is used.
+        if head is None or history is None:
+            head, db_history = await self._load(actor, session_id)
             if history is None:
                 history = refill = db_history
-        self._scopes[session_id] = scope
+        scope = head.scope
         pending = PendingWrite(
             read=read, scope=scope, refill=refill, embedding_key=embedding_key, query_digest=digest
         )
+        readable = await self._access.filter_readable(actor, scope)
+        if readable != scope:
+            # Access to one of the session's collections was withdrawn: the shared search
+            # cache is keyed by the full scope, so it must be neither read nor written.
+            scope = readable
+            pending.query_digest = None
+            read.search = None
         llm_ms = 0.0
         rewritten: str | None = None
+        rewrite_usage = Usage()
         if rewrite and history:
             t = time.perf_counter()
-            rewritten = await self._rewrite(text, history)
+            rewritten, rewrite_usage = await self._rewrite(llm, text, history)
             llm_ms = (time.perf_counter() - t) * 1000
             if rewritten == text:  # already standalone: the shared caches still apply
                 rewritten = None
@@ -239,10 +283,10 @@ class ChatService:
             query = SearchQuery(text=rewritten, collection_ids=scope, top_k=k)
             await self._retrieval.sync(scope)
             sources = await self._retrieval.search_with_vector(query, rewritten_vector)
-            return history, sources, rewritten, llm_ms, pending
+            return history, sources, rewritten, llm_ms, pending, rewrite_usage
         cached = decode_sources(read.search) if read.search is not None else None
         if cached is not None:
-            return history, cached, None, llm_ms, pending
+            return history, cached, None, llm_ms, pending, rewrite_usage
         vector = self._hot.vector(read, self._retrieval.dimension)
         if vector is None:
             vector = await self._retrieval.embed_query(text, shared_cache=False)
@@ -251,13 +295,14 @@ class ChatService:
         sources = await self._retrieval.search_with_vector(
             SearchQuery(text=text, collection_ids=scope, top_k=k), vector
         )
-        pending.search = encode_sources(sources)
-        return history, sources, None, llm_ms, pending
+        if pending.query_digest is not None:
+            pending.search = encode_sources(sources)
+        return history, sources, None, llm_ms, pending, rewrite_usage
 
     async def complete(self, turn: PreparedTurn) -> TurnResult:
         """Generate the whole answer, then persist the turn."""
         t = time.perf_counter()
-        completion = await self._llm.complete(turn.request)
+        completion = await turn.llm.complete(turn.request)
         turn.llm_ms += (time.perf_counter() - t) * 1000
         return await self._persist(
             turn, completion.text, completion.usage, completion.model, completion.finish_reason
@@ -278,7 +323,7 @@ class ChatService:
         done = failed = False
         try:
             t = time.perf_counter()
-            async for delta in self._llm.stream(turn.request):
+            async for delta in turn.llm.stream(turn.request):
                 if delta.text:
                     parts.append(delta.text)
                     yield "token", {"text": delta.text}
@@ -291,7 +336,7 @@ class ChatService:
             # the finally below must then see the turn as stored, not store it again).
             with anyio.CancelScope(shield=True):
                 result = await self._persist(
-                    turn, "".join(parts), usage or Usage(), self._llm.model, finish
+                    turn, "".join(parts), usage or Usage(), turn.llm.model, finish
                 )
             done = True
             yield "done", result.to_dict()
@@ -302,31 +347,36 @@ class ChatService:
             if not done and not failed and parts and not turn.persisted:
                 with anyio.CancelScope(shield=True):
                     await self._persist(
-                        turn, "".join(parts), usage or Usage(), self._llm.model, "interrupted"
+                        turn, "".join(parts), usage or Usage(), turn.llm.model, "interrupted"
                     )
 
-    async def _load(self, session_id: str) -> tuple[list[str], list[HistoryMessage]]:
+    async def _load(
+        self, actor: Principal, session_id: str
+    ) -> tuple[SessionHead, list[HistoryMessage]]:
         async with self._uow() as tx:
-            scope, history = await tx.sessions.recent_history(
+            head, history = await tx.sessions.recent_history(
                 session_id, limit=self._chat.history_messages
             )
-        if scope is None:
-            self._scopes.pop(session_id, None)
+        if head is None:
+            self._heads.pop(session_id, None)
             raise NotFound(f"session {session_id} not found")
-        self._scopes[session_id] = scope
-        return scope, history
+        self._heads[session_id] = head
+        self._authorize(actor, session_id, head)
+        return head, history
 
     async def _search(self, query: str, scope: list[str], k: int) -> list[RetrievedChunk]:
         return await self._retrieval.search(SearchQuery(text=query, collection_ids=scope, top_k=k))
 
-    async def _rewrite(self, question: str, history: list[HistoryMessage]) -> str | None:
+    async def _rewrite(
+        self, llm: LLM, question: str, history: list[HistoryMessage]
+    ) -> tuple[str | None, Usage]:
         messages = self._prompts.build_rewrite_messages(question=question, history=history[-6:])
         request = GenerationRequest(
             messages=messages, question=question, max_tokens=128, temperature=0.0
         )
-        completion = await self._llm.complete(request)
+        completion = await llm.complete(request)
         rewritten = completion.text.strip().strip('"').strip()
-        return rewritten[: self._limits.max_query_chars] or None
+        return rewritten[: self._limits.max_query_chars] or None, completion.usage
 
     async def _persist(
         self, turn: PreparedTurn, answer: str, usage: Usage, model: str, finish: str
@@ -334,11 +384,17 @@ class ChatService:
         citations = citations_for(turn.sources)
         t = time.perf_counter()
         now = utcnow()
+        # The rewrite call is billed to the turn too, so quotas count every token spent.
+        usage = Usage(
+            input_tokens=usage.input_tokens + turn.rewrite_usage.input_tokens,
+            output_tokens=usage.output_tokens + turn.rewrite_usage.output_tokens,
+        )
         user_tokens, answer_tokens = self._counter.count_many([turn.content, answer])
         total_ms = (time.perf_counter() - turn.started) * 1000
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "session_id": turn.session_id,
+                "owner_id": turn.actor_id,
                 "role": "user",
                 "content": turn.content,
                 "sources": [],
@@ -353,6 +409,7 @@ class ChatService:
             },
             {
                 "session_id": turn.session_id,
+                "owner_id": turn.actor_id,
                 "role": "assistant",
                 "content": answer,
                 "sources": [c.to_dict() for c in citations],
@@ -373,6 +430,9 @@ class ChatService:
                 raise NotFound(f"session {turn.session_id} not found") from exc
             await tx.commit()
         turn.persisted = True
+        self._quotas.record(
+            turn.actor_id, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+        )
         user_id, assistant_id = ids["user"], ids["assistant"]
         if self._hot is not None and turn.pending is not None:
             appended = [

@@ -15,6 +15,7 @@ import numpy as np
 import structlog
 
 from parley.db.models import DocumentRow, JobItemRow, JobRow
+from parley.domain.auth import Principal
 from parley.domain.documents import ChunkDraft, ParsedDocument
 from parley.errors import InvalidInput, NotFound, ParseError, PayloadTooLarge
 from parley.providers.embeddings.base import Embedder
@@ -98,11 +99,15 @@ class IngestionService:
     async def submit(
         self,
         *,
+        actor: Principal,
         collection_id: str,
         files: Sequence[UploadedFile],
         metadata: dict[str, Any] | None = None,
     ) -> JobRow:
         """Validate every file, then record one queued job holding them all.
+
+        The actor must be able to write to the collection (owner, write grant or admin);
+        otherwise it is ``NotFound``, as if the collection did not exist.
 
         Validation happens before anything is written: one oversized or mis-typed file
         rejects the request and leaves no job, document or item behind.
@@ -140,9 +145,11 @@ class IngestionService:
                 )
             )
         async with self._uow(write=True) as tx:
-            if await tx.collections.get(collection_id) is None:
+            if await tx.collections.get(collection_id, viewer=actor.viewer, write=True) is None:
                 raise NotFound(f"collection {collection_id} not found")
-            job = JobRow(collection_id=collection_id, total_items=len(items))
+            job = JobRow(
+                collection_id=collection_id, owner_id=actor.user_id, total_items=len(items)
+            )
             await tx.jobs.add(job, [])
             for item in items:
                 item.job_id = job.id
@@ -185,7 +192,7 @@ class IngestionService:
                 item = await tx.jobs.next_pending_item(job.id)
             if item is None:
                 break
-            outcome = await self._process_item(job.collection_id, item)
+            outcome = await self._process_item(job.collection_id, item, owner_id=job.owner_id)
             if progress is not None:
                 progress(outcome)
         async with self._uow(write=True) as tx:
@@ -209,7 +216,9 @@ class IngestionService:
         log.info("ingestion_job_finished", job_id=job.id, status=status)
         return status
 
-    async def _process_item(self, collection_id: str, item: JobItemRow) -> ItemOutcome:
+    async def _process_item(
+        self, collection_id: str, item: JobItemRow, *, owner_id: str | None
+    ) -> ItemOutcome:
         data = item.content or b""
         async with self._uow() as tx:
             existing = await tx.documents.get_by_source(collection_id, item.filename)
@@ -222,14 +231,20 @@ class IngestionService:
         try:
             prepared = await asyncio.to_thread(self._prepare, data, item)
         except ParseError as exc:
-            return await self._record_failure(collection_id, item, existing, exc.detail)
+            return await self._record_failure(
+                collection_id, item, existing, exc.detail, owner_id=owner_id
+            )
         except Exception as exc:  # a parser library's own bug must not fail the other files
             log.exception("document_parse_crashed", source=item.filename)
             reason = f"could not be read: {type(exc).__name__}"
-            return await self._record_failure(collection_id, item, existing, reason)
+            return await self._record_failure(
+                collection_id, item, existing, reason, owner_id=owner_id
+            )
         texts = [d.text for d in prepared.drafts]
         vectors = await self._embedder.embed(texts, kind="document") if texts else None
-        return await self._store(collection_id, item, existing, prepared, vectors)
+        return await self._store(
+            collection_id, item, existing, prepared, vectors, owner_id=owner_id
+        )
 
     def _prepare(self, data: bytes, item: JobItemRow) -> _Prepared:
         parsed = parse_document(data, filename=item.filename, declared_mime=item.declared_mime)
@@ -250,10 +265,14 @@ class IngestionService:
         existing: DocumentRow | None,
         prepared: _Prepared,
         vectors: np.ndarray | None,
+        *,
+        owner_id: str | None,
     ) -> ItemOutcome:
         assert vectors is not None
         async with self._retrieval.collection_lock(collection_id):
-            stored = await self._write_document(collection_id, item, existing, prepared, vectors)
+            stored = await self._write_document(
+                collection_id, item, existing, prepared, vectors, owner_id=owner_id
+            )
             if stored is None:
                 return ItemOutcome(item.filename, "skipped", error="taken over by another worker")
             doc_id, version, removed, ids = stored
@@ -277,6 +296,8 @@ class IngestionService:
         existing: DocumentRow | None,
         prepared: _Prepared,
         vectors: np.ndarray,
+        *,
+        owner_id: str | None,
     ) -> tuple[str, int, list[int], list[int]] | None:
         """The one transaction of a document; None (rolled back) if the item was taken over.
 
@@ -290,7 +311,9 @@ class IngestionService:
             if doc is not None:
                 removed = await tx.documents.delete_chunks(doc.id)
             else:
-                doc = DocumentRow(collection_id=collection_id, source=item.filename)
+                doc = DocumentRow(
+                    collection_id=collection_id, source=item.filename, owner_id=owner_id
+                )
                 tx.session.add(doc)
             doc.title = parsed.title[:500]
             doc.mime_type = item.declared_mime or "application/octet-stream"
@@ -345,7 +368,13 @@ class IngestionService:
         )
 
     async def _record_failure(
-        self, collection_id: str, item: JobItemRow, existing: DocumentRow | None, reason: str
+        self,
+        collection_id: str,
+        item: JobItemRow,
+        existing: DocumentRow | None,
+        reason: str,
+        *,
+        owner_id: str | None,
     ) -> ItemOutcome:
         async with self._uow(write=True) as tx:
             doc_id = existing.id if existing is not None else None
@@ -355,6 +384,7 @@ class IngestionService:
                 doc = DocumentRow(
                     collection_id=collection_id,
                     source=item.filename,
+                    owner_id=owner_id,
                     title=item.filename,
                     mime_type=item.declared_mime or "application/octet-stream",
                     content_hash=item.content_hash,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley.db.models import MessageRow, SessionRow
+from parley.domain.auth import Principal
 from parley.errors import InvalidInput, NotFound
 from parley.providers.memory.base import TurnStore
 from parley.repositories.pagination import Page
@@ -30,8 +31,10 @@ class SessionService:
         self._limits = limits
         self._shared = shared
 
-    async def create(self, *, collection_ids: list[str], title: str | None = None) -> SessionView:
-        """Start a session over existing collections, given by id or by name."""
+    async def create(
+        self, *, actor: Principal, collection_ids: list[str], title: str | None = None
+    ) -> SessionView:
+        """Start a session owned by the actor over collections it may read (id or name)."""
         ids = list(dict.fromkeys(collection_ids))
         if not ids:
             raise InvalidInput("at least one collection id is required", field="collection_ids")
@@ -43,8 +46,11 @@ class SessionService:
         if title is not None and len(title) > self._limits.max_name_chars:
             raise InvalidInput(f"title is limited to {self._limits.max_name_chars} characters")
         async with self._uow(write=True) as tx:
-            found = {c.id for c in await tx.collections.get_many(ids)}
-            by_name = await tx.collections.ids_by_name([r for r in ids if r not in found])
+            viewer = actor.viewer
+            found = {c.id for c in await tx.collections.get_many(ids, viewer=viewer)}
+            by_name = await tx.collections.ids_by_name(
+                [r for r in ids if r not in found], viewer=viewer, owner_id=actor.user_id
+            )
             resolved: list[str] = []
             for ref in ids:
                 cid = ref if ref in found else by_name.get(ref)
@@ -52,40 +58,42 @@ class SessionService:
                     raise NotFound(f"collection {ref!r} not found", field="collection_ids")
                 resolved.append(cid)
             resolved = list(dict.fromkeys(resolved))
-            row = await tx.sessions.add(SessionRow(collection_ids=resolved, title=title))
+            row = await tx.sessions.add(
+                SessionRow(collection_ids=resolved, title=title, owner_id=actor.user_id)
+            )
             await tx.commit()
         return SessionView(row, 0)
 
-    async def get(self, session_id: str) -> SessionView:
-        """One session with its message count."""
+    async def get(self, session_id: str, *, actor: Principal) -> SessionView:
+        """One of the actor's sessions with its message count."""
         async with self._uow() as tx:
-            row = await tx.sessions.get(session_id)
+            row = await tx.sessions.get(session_id, viewer=actor.viewer)
             if row is None:
                 raise NotFound(f"session {session_id} not found")
             counts = await tx.sessions.message_counts([row.id])
         return SessionView(row, counts.get(row.id, 0))
 
-    async def page(self, *, limit: int, cursor: str | None) -> Page[SessionView]:
-        """Sessions, newest first, with message counts (two statements per page)."""
+    async def page(self, *, actor: Principal, limit: int, cursor: str | None) -> Page[SessionView]:
+        """The actor's sessions (all for admins), newest first, with message counts."""
         async with self._uow() as tx:
-            page = await tx.sessions.page(limit=limit, cursor=cursor)
+            page = await tx.sessions.page(limit=limit, cursor=cursor, viewer=actor.viewer)
             counts = await tx.sessions.message_counts([r.id for r in page.items])
         return Page([SessionView(r, counts.get(r.id, 0)) for r in page.items], page.next_cursor)
 
-    async def delete(self, session_id: str) -> None:
-        """Delete a session and its messages."""
+    async def delete(self, session_id: str, *, actor: Principal) -> None:
+        """Delete one of the actor's sessions and its messages."""
         async with self._uow(write=True) as tx:
-            if not await tx.sessions.delete(session_id):
+            if not await tx.sessions.delete(session_id, viewer=actor.viewer):
                 raise NotFound(f"session {session_id} not found")
             await tx.commit()
         if self._shared is not None:
             await self._shared.forget_session(session_id)
 
     async def messages(
-        self, session_id: str, *, limit: int, cursor: str | None
+        self, session_id: str, *, actor: Principal, limit: int, cursor: str | None
     ) -> Page[MessageRow]:
-        """Messages of a session, oldest first."""
+        """Messages of one of the actor's sessions, oldest first."""
         async with self._uow() as tx:
-            if await tx.sessions.get(session_id) is None:
+            if await tx.sessions.get(session_id, viewer=actor.viewer) is None:
                 raise NotFound(f"session {session_id} not found")
             return await tx.sessions.messages_page(session_id, limit=limit, cursor=cursor)

@@ -7,6 +7,8 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from parley.repositories.accounts import AccountRepository
+from parley.repositories.audit import AuditRepository
 from parley.repositories.collections import CollectionRepository
 from parley.repositories.documents import DocumentRepository
 from parley.repositories.jobs import JobRepository
@@ -22,6 +24,8 @@ class UnitOfWork:
     """
 
     session: AsyncSession
+    accounts: AccountRepository
+    audit: AuditRepository
     collections: CollectionRepository
     documents: DocumentRepository
     jobs: JobRepository
@@ -42,6 +46,8 @@ class UnitOfWork:
         if self._write_lock is not None:
             await self._write_lock.acquire()
         self.session = self._factory()
+        self.accounts = AccountRepository(self.session)
+        self.audit = AuditRepository(self.session)
         self.collections = CollectionRepository(self.session)
         self.documents = DocumentRepository(self.session, search_language=self._language)
         self.jobs = JobRepository(self.session)

@@ -21,6 +21,7 @@ from parley.api.schemas.chat import (
     SessionList,
     SessionRead,
 )
+from parley.api.security import AnyActor, ChatActor
 from parley.api.sse import SSE_HEADERS, encode_event
 from parley.domain.retrieval import SearchQuery
 from parley.errors import ParleyError
@@ -42,9 +43,9 @@ def _session(view: SessionView) -> SessionRead:
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(body: SearchRequest, container: ContainerDep) -> SearchResponse:
-    """Hybrid search across collections (debugging and reuse)."""
-    ids = list(dict.fromkeys(body.collection_ids))
+async def search(body: SearchRequest, actor: ChatActor, container: ContainerDep) -> SearchResponse:
+    """Hybrid search across collections the caller may read (debugging and reuse)."""
+    ids = await container.access.require_readable(actor, list(dict.fromkeys(body.collection_ids)))
     hits = await container.retrieval.search(
         SearchQuery(text=body.query, collection_ids=ids, top_k=body.top_k, filters=body.filters),
         require_collections=True,
@@ -71,37 +72,45 @@ async def search(body: SearchRequest, container: ContainerDep) -> SearchResponse
 
 
 @router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionRead)
-async def create_session(body: SessionCreate, container: ContainerDep) -> SessionRead:
-    """Start a chat session over one or more collections."""
+async def create_session(
+    body: SessionCreate, actor: ChatActor, container: ContainerDep
+) -> SessionRead:
+    """Start a chat session over one or more collections the caller may read."""
     return _session(
-        await container.sessions.create(collection_ids=body.collection_ids, title=body.title)
+        await container.sessions.create(
+            actor=actor, collection_ids=body.collection_ids, title=body.title
+        )
     )
 
 
 @router.get("/sessions", response_model=SessionList)
-async def list_sessions(container: ContainerDep, page: PageDep) -> SessionList:
-    """Sessions, newest first."""
-    result = await container.sessions.page(limit=page.limit, cursor=page.cursor)
+async def list_sessions(actor: AnyActor, container: ContainerDep, page: PageDep) -> SessionList:
+    """The caller's sessions (admins: all), newest first."""
+    result = await container.sessions.page(actor=actor, limit=page.limit, cursor=page.cursor)
     return SessionList(items=[_session(v) for v in result.items], next_cursor=result.next_cursor)
 
 
 @router.get("/sessions/{session_id}", response_model=SessionRead)
-async def get_session(session_id: str, container: ContainerDep) -> SessionRead:
+async def get_session(session_id: str, actor: AnyActor, container: ContainerDep) -> SessionRead:
     """One session."""
-    return _session(await container.sessions.get(session_id))
+    return _session(await container.sessions.get(session_id, actor=actor))
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_session(session_id: str, container: ContainerDep) -> Response:
+async def delete_session(session_id: str, actor: ChatActor, container: ContainerDep) -> Response:
     """Delete a session and its messages."""
-    await container.sessions.delete(session_id)
+    await container.sessions.delete(session_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/sessions/{session_id}/messages", response_model=MessageList)
-async def list_messages(session_id: str, container: ContainerDep, page: PageDep) -> dict[str, Any]:
+async def list_messages(
+    session_id: str, actor: AnyActor, container: ContainerDep, page: PageDep
+) -> dict[str, Any]:
     """Message history, oldest first."""
-    result = await container.sessions.messages(session_id, limit=page.limit, cursor=page.cursor)
+    result = await container.sessions.messages(
+        session_id, actor=actor, limit=page.limit, cursor=page.cursor
+    )
     return {"items": [message_dict(m) for m in result.items], "next_cursor": result.next_cursor}
 
 
@@ -115,13 +124,14 @@ async def send_message(
     session_id: str,
     body: MessageCreate,
     request: Request,
+    actor: ChatActor,
     container: ContainerDep,
     stream: Annotated[bool, Query()] = False,
 ) -> Response:
     """Ask a question; the answer cites numbered sources. ``?stream=true`` streams SSE."""
     wants_stream = stream or body.stream or "text/event-stream" in request.headers.get("accept", "")
     turn = await container.chat.prepare(
-        session_id=session_id, content=body.content, top_k=body.top_k
+        actor=actor, session_id=session_id, content=body.content, top_k=body.top_k
     )
     if wants_stream:
         return StreamingResponse(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
+from parley.api.audit import audited, path_param
 from parley.api.deps import ContainerDep, PageDep
+from parley.api.schemas.auth import GrantCreate, GrantList, GrantRead
 from parley.api.schemas.collections import (
     CollectionCreate,
     CollectionList,
@@ -19,7 +21,8 @@ from parley.api.schemas.collections import (
     JobRead,
     UploadAccepted,
 )
-from parley.db.models import DocumentRow, JobItemRow, JobRow
+from parley.api.security import AnyActor, IngestActor
+from parley.db.models import CollectionGrantRow, DocumentRow, JobItemRow, JobRow
 from parley.errors import InvalidInput, PayloadTooLarge
 from parley.services.collections import CollectionView
 from parley.services.ingestion import UploadedFile
@@ -95,31 +98,42 @@ def _job(job: JobRow, items: list[JobItemRow]) -> JobRead:
 
 
 @router.post("/collections", status_code=status.HTTP_201_CREATED, response_model=CollectionRead)
-async def create_collection(body: CollectionCreate, container: ContainerDep) -> CollectionRead:
-    """Create a collection."""
-    view = await container.collections.create(name=body.name, description=body.description)
+async def create_collection(
+    body: CollectionCreate, actor: IngestActor, container: ContainerDep
+) -> CollectionRead:
+    """Create a collection owned by the caller."""
+    view = await container.collections.create(
+        actor=actor, name=body.name, description=body.description
+    )
     return _collection(view)
 
 
 @router.get("/collections", response_model=CollectionList)
-async def list_collections(container: ContainerDep, page: PageDep) -> CollectionList:
-    """List collections with document and chunk counts."""
-    result = await container.collections.page(limit=page.limit, cursor=page.cursor)
+async def list_collections(
+    actor: AnyActor, container: ContainerDep, page: PageDep
+) -> CollectionList:
+    """Collections the caller owns or was granted (admins: all), with counts."""
+    result = await container.collections.page(actor=actor, limit=page.limit, cursor=page.cursor)
     return CollectionList(
         items=[_collection(v) for v in result.items], next_cursor=result.next_cursor
     )
 
 
 @router.get("/collections/{collection_id}", response_model=CollectionRead)
-async def get_collection(collection_id: str, container: ContainerDep) -> CollectionRead:
+async def get_collection(
+    collection_id: str, actor: AnyActor, container: ContainerDep
+) -> CollectionRead:
     """One collection."""
-    return _collection(await container.collections.get(collection_id))
+    return _collection(await container.collections.get(collection_id, actor=actor))
 
 
 @router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_collection(collection_id: str, container: ContainerDep) -> Response:
-    """Delete a collection with all its documents, chunks and jobs."""
-    await container.collections.delete(collection_id)
+@audited("collection.delete", target_type="collection", target=path_param("collection_id"))
+async def delete_collection(
+    collection_id: str, actor: IngestActor, container: ContainerDep
+) -> Response:
+    """Delete a collection (owner or admin) with all its documents, chunks and jobs."""
+    await container.collections.delete(collection_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -130,11 +144,14 @@ async def delete_collection(collection_id: str, container: ContainerDep) -> Resp
 )
 async def upload_documents(
     collection_id: str,
+    actor: IngestActor,
     container: ContainerDep,
     files: Annotated[list[UploadFile], File(description="one or more files")],
     metadata: Annotated[str | None, Form(max_length=10_000)] = None,
 ) -> UploadAccepted:
     """Queue files for ingestion; poll ``GET /v1/jobs/{job_id}`` for progress."""
+    # Refuse before reading any file if the caller may not write here.
+    await container.collections.writable(collection_id, actor=actor)
     limit = container.settings.limits.max_upload_bytes
     uploads: list[UploadedFile] = []
     for upload in files:
@@ -149,7 +166,7 @@ async def upload_documents(
             )
         uploads.append(UploadedFile(upload.filename or "unnamed", data, upload.content_type))
     job = await container.ingestion.submit(
-        collection_id=collection_id, files=uploads, metadata=_metadata(metadata)
+        actor=actor, collection_id=collection_id, files=uploads, metadata=_metadata(metadata)
     )
     return UploadAccepted(job_id=job.id, status=job.status, files=job.total_items)
 
@@ -170,37 +187,43 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
 
 @router.get("/collections/{collection_id}/documents", response_model=DocumentList)
 async def list_documents(
-    collection_id: str, container: ContainerDep, page: PageDep, status: str | None = None
+    collection_id: str,
+    actor: AnyActor,
+    container: ContainerDep,
+    page: PageDep,
+    status: Annotated[str | None, Query(max_length=16)] = None,
 ) -> DocumentList:
     """Documents of a collection, oldest first."""
     result = await container.collections.documents(
-        collection_id, limit=page.limit, cursor=page.cursor, status=status
+        collection_id, actor=actor, limit=page.limit, cursor=page.cursor, status=status
     )
     return DocumentList(items=[_document(d) for d in result.items], next_cursor=result.next_cursor)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentRead)
-async def get_document(document_id: str, container: ContainerDep) -> DocumentRead:
+async def get_document(document_id: str, actor: AnyActor, container: ContainerDep) -> DocumentRead:
     """One document."""
-    return _document(await container.collections.document(document_id))
+    return _document(await container.collections.document(document_id, actor=actor))
 
 
 @router.delete("/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_document(document_id: str, container: ContainerDep) -> Response:
+async def delete_document(
+    document_id: str, actor: IngestActor, container: ContainerDep
+) -> Response:
     """Delete a document and remove it from every index."""
-    await container.collections.delete_document(document_id)
+    await container.collections.delete_document(document_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
-async def get_job(job_id: str, container: ContainerDep) -> JobRead:
+async def get_job(job_id: str, actor: AnyActor, container: ContainerDep) -> JobRead:
     """Status and progress of an ingestion job."""
-    job, items = await container.collections.job(job_id)
+    job, items = await container.collections.job(job_id, actor=actor)
     return _job(job, items)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-async def cancel_job(job_id: str, container: ContainerDep) -> JobRead:
+async def cancel_job(job_id: str, actor: IngestActor, container: ContainerDep) -> JobRead:
     """Cancel an ingestion job; 409 ``conflict`` if it has already finished.
 
     A queued job is ``cancelled`` at once. A running job keeps status ``running`` until its
@@ -208,5 +231,68 @@ async def cancel_job(job_id: str, container: ContainerDep) -> JobRead:
     ``GET /v1/jobs/{job_id}``. Files already stored stay stored (each is its own transaction);
     the others are marked ``cancelled``.
     """
-    job, items = await container.collections.cancel_job(job_id)
+    job, items = await container.collections.cancel_job(job_id, actor=actor)
     return _job(job, items)
+
+
+def _grant(row: CollectionGrantRow) -> GrantRead:
+    return GrantRead(
+        collection_id=row.collection_id,
+        user_id=row.user_id,
+        permission=row.permission,
+        created_at=row.created_at,
+    )
+
+
+@router.post(
+    "/collections/{collection_id}/grants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=GrantRead,
+)
+@audited(
+    "collection.share",
+    target_type="collection",
+    target=path_param("collection_id"),
+    detail=lambda _p, r: {"user_id": r.user_id, "permission": r.permission},
+)
+async def share_collection(
+    collection_id: str, body: GrantCreate, actor: IngestActor, container: ContainerDep
+) -> GrantRead:
+    """Share a collection you own with another user, for ``read`` or ``write``.
+
+    Name the user by ``user_id`` or ``email``. Posting again changes the permission.
+    """
+    if (body.user_id is None) == (body.email is None):
+        raise InvalidInput("give exactly one of user_id or email")
+    user_id = body.user_id
+    if user_id is None:
+        assert body.email is not None
+        user_id = (await container.accounts.by_email(body.email)).id
+    row = await container.collections.share(
+        collection_id, actor=actor, user_id=user_id, permission=body.permission
+    )
+    return _grant(row)
+
+
+@router.get("/collections/{collection_id}/grants", response_model=GrantList)
+async def list_grants(collection_id: str, actor: AnyActor, container: ContainerDep) -> GrantList:
+    """Who a collection you own is shared with."""
+    rows = await container.collections.grants(collection_id, actor=actor)
+    return GrantList(items=[_grant(g) for g in rows])
+
+
+@router.delete(
+    "/collections/{collection_id}/grants/{user_id}", status_code=status.HTTP_204_NO_CONTENT
+)
+@audited(
+    "collection.unshare",
+    target_type="collection",
+    target=path_param("collection_id"),
+    detail=lambda p, _r: {"user_id": p["user_id"]},
+)
+async def unshare_collection(
+    collection_id: str, user_id: str, actor: IngestActor, container: ContainerDep
+) -> Response:
+    """Withdraw a user's access to a collection you own."""
+    await container.collections.unshare(collection_id, actor=actor, user_id=user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

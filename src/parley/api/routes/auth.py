@@ -1,0 +1,51 @@
+"""Login, token refresh and logout."""
+
+from __future__ import annotations
+
+import hashlib
+
+from fastapi import APIRouter, Request, Response, status
+
+from parley.api.deps import ContainerDep
+from parley.api.schemas.auth import LoginRequest, LogoutRequest, RefreshRequest, TokenPairRead
+from parley.api.security import AnyActor, enforce_rate
+from parley.services.auth import TokenPair, normalize_email
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+def _pair(pair: TokenPair) -> TokenPairRead:
+    return TokenPairRead(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        token_type=pair.token_type,
+        expires_in=pair.expires_in,
+    )
+
+
+@router.post("/login", response_model=TokenPairRead)
+async def login(body: LoginRequest, request: Request, container: ContainerDep) -> TokenPairRead:
+    """Exchange email + password for an access token and a refresh token.
+
+    Counted per email and per client IP (``auth`` class); repeated failures lock the
+    account for a while (429 ``account_locked``).
+    """
+    await enforce_rate(request, container, "auth", f"email:{normalize_email(body.email)}")
+    return _pair(await container.auth.login(email=body.email, password=body.password))
+
+
+@router.post("/refresh", response_model=TokenPairRead)
+async def refresh(body: RefreshRequest, request: Request, container: ContainerDep) -> TokenPairRead:
+    """Rotate a refresh token: the old one is spent; replaying it revokes the login."""
+    family = hashlib.sha256(body.refresh_token.encode()).hexdigest()[:16]
+    await enforce_rate(request, container, "auth", f"refresh:{family}")
+    return _pair(await container.auth.refresh(refresh_token=body.refresh_token))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    actor: AnyActor, container: ContainerDep, body: LogoutRequest | None = None
+) -> Response:
+    """End the current login: its refresh token and access tokens stop working."""
+    await container.auth.logout(actor=actor, refresh_token=body.refresh_token if body else None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

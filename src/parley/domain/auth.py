@@ -1,0 +1,73 @@
+"""Who is calling: principals, roles and scopes (pure types, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["admin", "member"]
+ROLES: tuple[Role, ...] = ("admin", "member")
+
+SCOPE_CHAT = "chat"
+SCOPE_INGEST = "ingest"
+SCOPE_ADMIN = "admin"
+ALL_SCOPES: frozenset[str] = frozenset({SCOPE_CHAT, SCOPE_INGEST, SCOPE_ADMIN})
+MEMBER_SCOPES: frozenset[str] = frozenset({SCOPE_CHAT, SCOPE_INGEST})
+
+
+def scopes_for_role(role: str) -> frozenset[str]:
+    """The most a user of this role may do (an API key can only narrow it)."""
+    return ALL_SCOPES if role == "admin" else MEMBER_SCOPES
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller.
+
+    ``user_id`` is None only for the *system* principal (the CLI, which has direct database
+    access anyway, and local dev mode); everything it creates has no owner, which only
+    admins see.
+    """
+
+    user_id: str | None
+    role: Role
+    scopes: frozenset[str]
+    key_id: str | None = None
+    family_id: str | None = None
+    email: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """Admin role *and* the admin scope (an admin's chat-only key is not an admin)."""
+        return self.role == "admin" and SCOPE_ADMIN in self.scopes
+
+    @property
+    def sees_all(self) -> bool:
+        """Data visibility follows the role: admins see every tenant's data (scopes limit
+        which *actions* a key may take, see :attr:`is_admin`)."""
+        return self.role == "admin"
+
+    @property
+    def viewer(self) -> str | None:
+        """The user id that filters what this principal sees; None = no filter."""
+        return None if self.sees_all else self.user_id
+
+    @property
+    def is_system(self) -> bool:
+        """The CLI / dev-mode principal."""
+        return self.user_id is None
+
+    def has(self, scope: str) -> bool:
+        """Whether this principal carries ``scope``."""
+        return scope in self.scopes
+
+    @property
+    def subject(self) -> str:
+        """Stable rate-limit / audit identity: the key if any, else the user."""
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
+        return f"user:{self.user_id}" if self.user_id else "system"
+
+
+SYSTEM = Principal(user_id=None, role="admin", scopes=ALL_SCOPES)
+"""Full access without an owner: the CLI and local dev mode (``PARLEY_AUTH=off``)."""

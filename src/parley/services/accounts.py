@@ -1,0 +1,154 @@
+"""User administration and the caller's own account."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from parley.db.base import utcnow
+from parley.db.models import UserRow
+from parley.domain.auth import ROLES, Principal
+from parley.errors import Conflict, InvalidInput, NotFound
+from parley.repositories.pagination import Page
+from parley.services.access import AccessPolicy
+from parley.services.auth import AuthService, normalize_email
+from parley.services.passwords import MAX_PASSWORD_CHARS, Passwords
+from parley.services.uow import UnitOfWorkFactory
+
+# Deliberately simple: one @, no blanks, a dot in the domain. Delivery is not Parley's job.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{1,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """A partial update (None = leave as is)."""
+
+    role: str | None = None
+    password: str | None = None
+    disabled: bool | None = None
+
+
+class AccountService:
+    """Create, list, change and delete users."""
+
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        passwords: Passwords,
+        auth: AuthService,
+        access: AccessPolicy,
+        password_min_chars: int,
+    ) -> None:
+        self._uow = uow
+        self._passwords = passwords
+        self._auth = auth
+        self._access = access
+        self._min = password_min_chars
+
+    def _check_password(self, password: str) -> None:
+        if not self._min <= len(password) <= MAX_PASSWORD_CHARS:
+            raise InvalidInput(
+                f"password must be {self._min}..{MAX_PASSWORD_CHARS} characters", field="password"
+            )
+
+    async def create(self, *, email: str, password: str | None, role: str = "member") -> UserRow:
+        """A new user (admin route and ``parley users create``)."""
+        email = normalize_email(email)
+        if len(email) > 320 or not _EMAIL.match(email):
+            raise InvalidInput("email is not a valid address", field="email")
+        if role not in ROLES:
+            raise InvalidInput("role must be 'admin' or 'member'", field="role")
+        if password is not None:
+            self._check_password(password)
+        hashed = await self._passwords.hash(password) if password is not None else None
+        async with self._uow(write=True) as tx:
+            if await tx.accounts.user_by_email(email) is not None:
+                raise Conflict("a user with this email already exists", field="email")
+            try:
+                row = await tx.accounts.add_user(
+                    UserRow(email=email, password_hash=hashed, role=role)
+                )
+                await tx.commit()
+            except IntegrityError as exc:
+                raise Conflict("a user with this email already exists", field="email") from exc
+        return row
+
+    async def get(self, user_id: str) -> UserRow:
+        """One user."""
+        async with self._uow() as tx:
+            row = await tx.accounts.user(user_id)
+        if row is None:
+            raise NotFound(f"user {user_id} not found")
+        return row
+
+    async def by_email(self, email: str) -> UserRow:
+        """One user by email."""
+        async with self._uow() as tx:
+            row = await tx.accounts.user_by_email(normalize_email(email))
+        if row is None:
+            raise NotFound(f"user {email!r} not found", field="email")
+        return row
+
+    async def page(self, *, limit: int, cursor: str | None) -> Page[UserRow]:
+        """Users, oldest first."""
+        async with self._uow() as tx:
+            return await tx.accounts.users_page(limit=limit, cursor=cursor)
+
+    async def update(self, user_id: str, change: UserChange, *, actor: Principal) -> UserRow:
+        """Change role, password or disabled state; the last enabled admin stays one."""
+        if change.role is not None and change.role not in ROLES:
+            raise InvalidInput("role must be 'admin' or 'member'", field="role")
+        if change.password is not None:
+            self._check_password(change.password)
+        hashed = await self._passwords.hash(change.password) if change.password else None
+        signs_out = bool(hashed) or change.disabled is True or change.role is not None
+        async with self._uow(write=True) as tx:
+            row = await tx.accounts.user(user_id)
+            if row is None:
+                raise NotFound(f"user {user_id} not found")
+            losing_admin = (
+                row.role == "admin"
+                and not row.disabled
+                and (
+                    (change.role is not None and change.role != "admin") or change.disabled is True
+                )
+            )
+            if losing_admin and await tx.accounts.count_admins() <= 1:
+                raise Conflict("the last enabled admin cannot be demoted or disabled")
+            if change.role is not None:
+                row.role = change.role
+            if change.disabled is not None:
+                row.disabled = change.disabled
+            if hashed:
+                row.password_hash = hashed
+            if signs_out and (hashed or change.disabled):
+                # A new password or a disabled account ends every login at once.
+                await tx.accounts.revoke_families_of(user_id, at=utcnow(), reason="account")
+            await tx.commit()
+        if signs_out:
+            self._auth.forget(user_id=user_id)
+            self._access.invalidate(user_id)
+        return row
+
+    async def delete(self, user_id: str, *, actor: Principal) -> None:
+        """Delete a user with their keys, logins, grants and sessions.
+
+        Refused while they own collections (delete or keep them first: nothing is lost by
+        accident), and for the last enabled admin.
+        """
+        async with self._uow(write=True) as tx:
+            row = await tx.accounts.user(user_id)
+            if row is None:
+                raise NotFound(f"user {user_id} not found")
+            if row.role == "admin" and not row.disabled and await tx.accounts.count_admins() <= 1:
+                raise Conflict("the last enabled admin cannot be deleted")
+            owned = await tx.accounts.owns_collections(user_id)
+            if owned:
+                raise Conflict(f"the user still owns {owned} collection(s); delete them first")
+            await tx.accounts.delete_user(user_id)
+            await tx.commit()
+        self._auth.forget(user_id=user_id)
+        self._access.invalidate(user_id)
