@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
+
 from parley.container import Container
 from parley.domain.auth import SYSTEM
 from parley.services.ingestion import UploadedFile
-from tests.conftest import DOCS
+from tests.conftest import DOCS, bearer, example_files, make_user
 
 
 async def ingest_examples(container: Container, name: str = "kb") -> str:
@@ -104,3 +108,39 @@ async def test_listing_collections_does_not_scale_with_page_size(container: Cont
     container.statements.reset()
     await container.sessions.page(actor=SYSTEM, limit=50, cursor=None)
     assert container.statements.count <= 2
+
+
+async def test_authenticated_http_turn_adds_no_round_trip(
+    client: httpx.AsyncClient, container: Container, backend: str
+) -> None:
+    """Over HTTP with an API key, as a member: the key lookup, the session owner and the
+    member's readable collections are cached, so a warm turn costs what the service-level
+    turn costs (SQLite 3 statements; PostgreSQL 2 + 2 Redis round trips)."""
+    container.settings.retrieval.index_sync_interval_s = 3600
+    _, key = await make_user(container, "member@example.com")
+    headers = bearer(key)
+    cid = (await client.post("/v1/collections", json={"name": "kb"}, headers=headers)).json()["id"]
+    upload = await client.post(
+        f"/v1/collections/{cid}/documents", files=example_files("faq.json"), headers=headers
+    )
+    job = upload.json()["job_id"]
+    for _ in range(200):
+        if (await client.get(f"/v1/jobs/{job}", headers=headers)).json()["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.05)
+    await container.runner.stop()  # its queue polling would be counted too
+    sid = (
+        await client.post("/v1/sessions", json={"collection_ids": [cid]}, headers=headers)
+    ).json()["id"]
+    url = f"/v1/sessions/{sid}/messages"
+    warm = await client.post(url, json={"content": "warm up"}, headers=headers)
+    assert warm.status_code == 201, warm.text
+    for question in ("Is the bike waterproof?", "Does it fold?"):
+        container.statements.reset(record=True)
+        trips = redis_round_trips(container)
+        answer = await client.post(url, json={"content": question}, headers=headers)
+        assert answer.status_code == 201, answer.text
+        expected_sql = 2 if backend == "postgres" else 3
+        assert container.statements.count == expected_sql, container.statements.statements
+        if backend == "postgres":
+            assert redis_round_trips(container) - trips == 2
