@@ -181,6 +181,7 @@ class Container:
         guard = redis.guard if redis is not None else None
         prefix = settings.redis.key_prefix
         passwords = Passwords(security)
+        rate_limits = RateLimiter(settings.rate_limits, redis=guard, key_prefix=prefix)
         auth = AuthService(
             uow=uow,
             signer=TokenSigner(jwt_secret, ttl_s=security.access_token_ttl_s),
@@ -256,6 +257,8 @@ class Container:
                 llm=chosen_llm,
                 jobs_in_process=settings.jobs.run_in_process,
                 redis=redis.guard if redis is not None else None,
+                rate_limits=rate_limits.status if settings.rate_limits.enabled else None,
+                auth_mode=settings.auth,
             ),
             access=access,
             auth=auth,
@@ -269,7 +272,7 @@ class Container:
             audit=AuditService(uow=uow),
             quotas=quotas,
             provider_keys=provider_keys,
-            rate_limits=RateLimiter(settings.rate_limits, redis=guard, key_prefix=prefix),
+            rate_limits=rate_limits,
             redis=redis,
         )
 

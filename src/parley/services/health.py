@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +51,8 @@ class HealthService:
         llm: LLM,
         jobs_in_process: bool,
         redis: HasStatus | None = None,
+        rate_limits: Callable[[], str] | None = None,
+        auth_mode: str = "on",
         timeout_s: float = 2.0,
     ) -> None:
         self._engine = engine
@@ -57,6 +60,8 @@ class HealthService:
         self._llm = llm
         self._jobs_in_process = jobs_in_process
         self._redis = redis
+        self._rate_limits = rate_limits
+        self._auth_mode = auth_mode
         self._timeout_s = timeout_s
 
     async def readiness(self) -> Readiness:
@@ -77,6 +82,12 @@ class HealthService:
             "model": self._llm.model,
         }
         result.components["jobs"] = {"status": "ok", "in_process": self._jobs_in_process}
+        # Rate limits fall back to in-process counting while Redis is away: degraded, served.
+        result.components["auth"] = {
+            "status": "ok",
+            "mode": self._auth_mode,
+            "rate_limits": self._rate_limits() if self._rate_limits is not None else "off",
+        }
         return result
 
     async def _database(self) -> dict[str, Any]:
