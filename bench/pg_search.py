@@ -24,6 +24,11 @@ then run four ways:
   executions), and again with ``plan_cache_mode = force_custom_plan``;
 * server execution: ``EXPLAIN (ANALYZE)`` of the same statement (time inside PostgreSQL).
 
+The search runs in-process (no HTTP), so authentication and rate limits are not involved;
+``POST /v1/search`` adds the caller's readable-collection check, served from the
+``AccessPolicy`` cache on warm calls. PostgreSQL needs ``PARLEY_JWT_SECRET``: a throwaway one
+is generated for the run.
+
 Recall@10 compares the statement's dense part (pgvector HNSW, ``hnsw.ef_search`` from
 settings, iterative scan) with exact cosine search in numpy over the same vectors.
 
@@ -39,6 +44,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -55,6 +61,7 @@ import numpy.typing as npt
 from benchlib import calibration_ms, loadavg, pct
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM
 from parley.domain.retrieval import SearchQuery
 from parley.logging import configure_logging
 from parley.repositories.search_postgres import hnsw_index_sql, tsquery_text
@@ -670,6 +677,8 @@ async def run(args: argparse.Namespace) -> None:
             _env_file=None,  # type: ignore[call-arg]
             data_dir=tmp / "data",
             database_url=pg.url,
+            # Required with PostgreSQL (instances must share it); nothing is signed here.
+            jwt_secret=secrets.token_urlsafe(48),
             embeddings={"provider": "fake", "dimension": DIM},
             llm={"provider": "fake"},
             server={"log_level": "warning"},
@@ -680,7 +689,7 @@ async def run(args: argparse.Namespace) -> None:
         container = Container.build(settings)
         await container.prepare_database()  # migrations + the HNSW index (dropped for the load)
         print(f"PostgreSQL {pg.version}, database {pg.db}")
-        cid = (await container.collections.create(name="bench-100k")).row.id
+        cid = (await container.collections.create(actor=SYSTEM, name="bench-100k")).row.id
 
         started = time.perf_counter()
         corpus = Corpus(rng, args.docs, args.vocabulary)

