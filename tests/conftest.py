@@ -10,6 +10,7 @@ import httpx
 import pytest
 import structlog
 from asgi_lifespan import LifespanManager
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parley.api.app import create_app
 from parley.container import Container
@@ -147,12 +148,29 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def per_request_state(app: ASGIApp) -> ASGIApp:
+    """Give each request its own copy of the lifespan state, as uvicorn does.
+
+    asgi-lifespan hands every request the same ``scope["state"]`` dict, so whatever one
+    request stores there (request id, rate-limit decision) would leak into the next.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if "state" in scope:
+            scope = {**scope, "state": dict(scope["state"])}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 @pytest.fixture
 async def app_client(container: Container, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client over the ASGI app with NO credentials (lifespan runs)."""
     app = create_app(settings, container=container)
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
+        transport = httpx.ASGITransport(
+            app=per_request_state(manager.app), client=("127.0.0.1", 50000)
+        )
         async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
             yield c
 

@@ -133,6 +133,8 @@ class Container:
         token_counter: TokenCounter | None = None,
     ) -> Container:
         """Wire the object graph. Nothing connects or loads a model until used."""
+        # Checked first: a refused secret must not leave an engine behind.
+        jwt_secret = _jwt_secret(settings)
         engine, statements = create_engine(settings)
         uow = UnitOfWorkFactory(
             create_session_factory(engine),
@@ -168,7 +170,6 @@ class Container:
         )
         chosen_llm = llm or build_llm(settings.llm)
         security = settings.security
-        jwt_secret = _jwt_secret(settings)
         access = AccessPolicy(uow=uow, ttl_s=security.access_cache_ttl_s)
         quotas = QuotaService(uow=uow, settings=settings.quotas)
         provider_keys = ProviderKeyService(

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from parley.api.routes import admin, auth, chat, collections, health, me
-from parley.api.security import is_loopback
+from parley.api.security import AuthenticationMiddleware, is_loopback
 from parley.container import Container
 from parley.errors import ConfigurationError
 from parley.settings import Settings
@@ -65,6 +65,9 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
         lifespan=lifespan,
         max_body_size=settings.limits.max_request_bytes,
     )
+    # Innermost: credentials are verified before any body is read, and its 401s still get
+    # CORS, security headers and the request id from the middlewares around it.
+    app.add_middleware(AuthenticationMiddleware)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parley.api.deps import get_container
 from parley.container import Container
 from parley.domain.auth import SCOPE_ADMIN, SCOPE_CHAT, SCOPE_INGEST, SYSTEM, Principal
-from parley.errors import Forbidden, RateLimited, Unauthenticated
+from parley.errors import Forbidden, ParleyError, RateLimited, Unauthenticated
 from parley.services.rate_limits import RateDecision
 
 # Routes anyone may call (no credentials): liveness, readiness, the web page, API docs and
@@ -35,6 +36,28 @@ PUBLIC_PATHS: frozenset[str] = frozenset(
 )
 
 
+# Per-request memos live in the request's own scope, not in ``scope["state"]``: that dict
+# is copied from the lifespan state per request by servers (uvicorn), but some ASGI hosts
+# (asgi-lifespan's LifespanManager, used by the tests) pass one shared dict to every
+# request, which would hand one caller's principal to the next.
+_PRINCIPAL = "parley.principal"
+_CLIENT_IP = "parley.client_ip"
+
+
+def route_path(scope: Scope) -> str:
+    """The request path as the router sees it (without the ASGI ``root_path`` prefix)."""
+    path: str = scope.get("path", "") or "/"
+    root: str = scope.get("root_path", "") or ""
+    if root and (path == root or path.startswith(root + "/")):
+        path = path[len(root) :] or "/"
+    return path
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` may be called without credentials (see :data:`PUBLIC_PATHS`)."""
+    return path in PUBLIC_PATHS
+
+
 def is_loopback(host: str | None) -> bool:
     """Whether ``host`` is a loopback address (or ``localhost``)."""
     if not host:
@@ -52,7 +75,7 @@ def client_ip(request: Request, trusted_proxies: list[str]) -> str:
 
     Otherwise anyone could rotate that header to escape per-IP limits.
     """
-    cached: str | None = getattr(request.state, "client_ip", None)
+    cached: str | None = request.scope.get(_CLIENT_IP)
     if cached is not None:
         return cached
     peer = request.client.host if request.client else "unknown"
@@ -64,7 +87,7 @@ def client_ip(request: Request, trusted_proxies: list[str]) -> str:
             if hop not in trusted_proxies:
                 ip = hop[:64]
                 break
-    request.state.client_ip = ip
+    request.scope[_CLIENT_IP] = ip
     return ip
 
 
@@ -80,7 +103,7 @@ def _bearer(request: Request) -> str:
 
 async def authenticate(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer``; the system principal in dev mode."""
-    cached: Principal | None = getattr(request.state, "principal", None)
+    cached: Principal | None = request.scope.get(_PRINCIPAL)
     if cached is not None:
         return cached
     container = get_container(request)
@@ -91,8 +114,57 @@ async def authenticate(request: Request) -> Principal:
         principal = SYSTEM
     else:
         principal = await container.auth.authenticate(_bearer(request))
-    request.state.principal = principal
+    request.scope[_PRINCIPAL] = principal
     return principal
+
+
+class AuthenticationMiddleware:
+    """Authenticates every request to a non-public path *before* its body is read.
+
+    FastAPI reads and parses the body (JSON, multipart uploads spooled to disk) before any
+    dependency runs, so without this an anonymous client gets a 422 for a malformed body
+    instead of a 401, and can make the server parse up to the body-size limit for nothing.
+    This pure ASGI middleware fully verifies the credential (the same :func:`authenticate`
+    the ``*Actor`` dependencies use) and keeps the principal in the request scope, where
+    those dependencies pick it up without verifying twice; scopes, roles and rate limits
+    stay with the dependencies. ``OPTIONS`` passes through for CORS preflight.
+
+    Register it innermost (``add_middleware`` it *before* ``CORSMiddleware`` and the others)
+    so its 401s carry CORS, security headers and the request id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") == "OPTIONS"
+            or is_public(route_path(scope))
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)  # no ``receive``: the body cannot be touched here
+        try:
+            await authenticate(request)
+        except ParleyError as exc:
+            handler = _handler_for(request, exc)
+            if handler is None:
+                raise
+            response = await handler(request, exc)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _handler_for(request: Request, exc: Exception) -> Callable[..., Awaitable[Any]] | None:
+    # The app's own exception handler, so a 401 here renders exactly like one from a route.
+    handlers = getattr(request.app, "exception_handlers", {})
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            handler: Callable[..., Awaitable[Any]] = handlers[cls]
+            return handler
+    return None
 
 
 async def enforce_rate(

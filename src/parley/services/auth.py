@@ -290,7 +290,13 @@ class AuthService:
             if user is None:
                 raise NotFound(f"user {owner_id} not found")
             allowed = scopes_for_role(user.role)
-            wanted = set(scopes) if scopes is not None else set(allowed)
+            if scopes is not None:
+                wanted = set(scopes)
+            elif actor.key_id is not None:
+                # By default a key gets what its creator's key may do (see below).
+                wanted = set(allowed & actor.scopes)
+            else:
+                wanted = set(allowed)
             if not wanted or not wanted <= ALL_SCOPES:
                 raise InvalidInput("scopes must be a non-empty subset of chat, ingest, admin")
             if not wanted <= allowed:
@@ -318,11 +324,17 @@ class AuthService:
         async with self._uow() as tx:
             return await tx.accounts.keys_of(actor.user_id)
 
-    async def revoke_key(self, key_id: str, *, actor: Principal) -> ApiKeyRow:
-        """Revoke one of the actor's keys (admins: anyone's). Effective immediately here."""
+    async def revoke_key(
+        self, key_id: str, *, actor: Principal, own_only: bool = False
+    ) -> ApiKeyRow:
+        """Revoke one of the actor's keys (admins: anyone's, unless ``own_only``).
+
+        Effective immediately on this instance (other instances: within the cache TTL).
+        """
         async with self._uow(write=True) as tx:
             row = await tx.accounts.key(key_id)
-            if row is None or (row.user_id != actor.user_id and not actor.is_admin):
+            mine = row is not None and row.user_id == actor.user_id
+            if row is None or not (mine or (actor.is_admin and not own_only)):
                 raise NotFound(f"key {key_id} not found")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()

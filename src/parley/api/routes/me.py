@@ -113,8 +113,12 @@ async def list_keys(actor: AnyActor, container: ContainerDep) -> KeyList:
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_key(key_id: str, actor: AnyActor, container: ContainerDep) -> Response:
-    """Revoke one of the caller's keys; it stops working immediately."""
-    await container.auth.revoke_key(key_id, actor=actor)
+    """Revoke one of the caller's keys; it stops working immediately.
+
+    Own keys only, admins included: revoking someone else's key is the audited
+    ``DELETE /v1/admin/keys/{id}``.
+    """
+    await container.auth.revoke_key(key_id, actor=actor, own_only=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
