@@ -63,9 +63,8 @@ class Principal:
 
     @property
     def subject(self) -> str:
-        """Stable rate-limit / audit identity: the key if any, else the user."""
-        if self.key_id is not None:
-            return f"key:{self.key_id}"
+        """The rate-limit identity: the user, whatever credential they use (counting per
+        key would let a user multiply their budget by minting keys)."""
         return f"user:{self.user_id}" if self.user_id else "system"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -78,6 +78,17 @@ class AuditService:
                 action=flt.action,
                 actor_id=flt.actor_id,
                 target_id=flt.target_id,
-                since=flt.since,
-                until=flt.until,
+                since=as_utc(flt.since),
+                until=as_utc(flt.until),
             )
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """``value`` as an aware UTC datetime; a naive one is taken to be UTC already.
+
+    Stored times are UTC, and SQLite compares them as text without their offset, so a bound
+    like ``08:00+02:00`` must become ``06:00+00:00`` before it reaches the query.
+    """
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -33,8 +33,13 @@ def user_read(row: UserRow) -> UserRead:
         role=row.role,
         disabled=row.disabled,
         has_password=row.password_hash is not None,
-        created_at=row.created_at,
+        created_at=_utc(row.created_at),
     )
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands stored times back without their (UTC) offset; always answer with it.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserRead)
@@ -127,7 +132,7 @@ async def list_audit(
                 ip=r.ip,
                 request_id=r.request_id,
                 detail=r.detail or {},
-                created_at=r.created_at,
+                created_at=_utc(r.created_at),
             )
             for r in result.items
         ],
