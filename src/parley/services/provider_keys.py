@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from parley.db.base import utcnow
 from parley.db.models import ProviderKeyRow
 from parley.domain.auth import Principal
-from parley.errors import InvalidInput, NotFound
+from parley.errors import Conflict, InvalidInput, NotFound
 from parley.providers.llm.base import LLM
 from parley.services.crypto import SecretBox, SecretDecryptError
 from parley.services.uow import UnitOfWorkFactory
@@ -93,7 +93,7 @@ class ProviderKeyService:
                 try:
                     await tx.accounts.put_provider_key(row)
                 except IntegrityError as exc:
-                    raise InvalidInput("a concurrent update won; retry") from exc
+                    raise Conflict("a concurrent update of this key won; retry") from exc
             else:
                 row.ciphertext = ciphertext
                 row.updated_at = now
