@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,9 +35,14 @@ DOCS = EXAMPLES / "docs"
 @pytest.fixture(autouse=True)
 def _fresh_structlog() -> Iterator[None]:
     """Undo any ``configure_logging`` a test (or the CLI it drives) made: its level filter
-    would otherwise hide info events from later tests that capture logs."""
+    would otherwise hide info events from later tests that capture logs, and a debug-level
+    root logger would flood the output of every later test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
@@ -149,15 +155,16 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def per_request_state(app: ASGIApp) -> ASGIApp:
-    """Give each request its own copy of the lifespan state, as uvicorn does.
+    """Give each request its own shallow copy of the lifespan state, as ASGI servers do.
 
-    asgi-lifespan hands every request the same ``scope["state"]`` dict, so whatever one
-    request stores there (request id, rate-limit decision) would leak into the next.
+    ``asgi_lifespan`` hands every request the *same* state dict, so anything a request stores
+    on ``request.state`` (request id, rate-limit decision) would be seen by the next one. The
+    copy must be made *inside* ``LifespanManager``, whose wrapper sets ``scope["state"]``.
     """
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if "state" in scope:
-            scope = {**scope, "state": dict(scope["state"])}
+        if scope["type"] in ("http", "websocket") and "state" in scope:
+            scope["state"] = dict(scope["state"])
         await app(scope, receive, send)
 
     return wrapped
@@ -167,10 +174,8 @@ def per_request_state(app: ASGIApp) -> ASGIApp:
 async def app_client(container: Container, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client over the ASGI app with NO credentials (lifespan runs)."""
     app = create_app(settings, container=container)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(
-            app=per_request_state(manager.app), client=("127.0.0.1", 50000)
-        )
+    async with LifespanManager(per_request_state(app)) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
             yield c
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from parley.api.routes import admin, auth, chat, collections, health, me
-from parley.api.security import AuthenticationMiddleware, is_loopback
+from parley.api.security import PUBLIC_PATHS, AuthenticationMiddleware, is_loopback
 from parley.container import Container
 from parley.errors import ConfigurationError
 from parley.settings import Settings
@@ -93,9 +94,38 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
     app.include_router(collections.router)
     app.include_router(chat.router)
 
+    _document_bearer_auth(app)
+
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     async def index() -> str:
         """The built-in web page."""
         return resources.files("parley.web").joinpath("index.html").read_text("utf-8")
 
     return app
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """Declare ``Authorization: Bearer`` in the OpenAPI document (so ``/docs`` can send it)
+    on every operation except the public ones."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key (pk_...) or an access token from /v1/auth/login",
+            }
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if path in PUBLIC_PATHS:
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -47,6 +47,7 @@ _HTTP_CODES = {
 }
 
 _TITLES = {
+    400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     429: "Too Many Requests",
@@ -66,6 +67,8 @@ def problem(
     status: int, *, code: str, detail: str, title: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     """A problem+json body with Parley's stable ``code``."""
+    # A detail may echo caller text; an unpaired surrogate there could not be encoded.
+    detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
     body: dict[str, Any] = {
         "type": f"https://parley.dev/problems/{code}",
         "title": title or _TITLES.get(status, "Error"),

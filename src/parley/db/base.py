@@ -18,6 +18,8 @@ NAMING_CONVENTION = {
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class _UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend.
 

@@ -17,6 +17,7 @@ from parley.db.models import (
     UserRow,
 )
 from parley.repositories.pagination import Page, keyset_page
+from parley.repositories.text import require_storable, storable
 
 
 class AccountRepository:
@@ -28,23 +29,29 @@ class AccountRepository:
     # users -------------------------------------------------------------------------------
     async def add_user(self, row: UserRow) -> UserRow:
         """Stage a new user (flushed so a duplicate email surfaces here)."""
+        require_storable(row.email, field="email")
         self.session.add(row)
         await self.session.flush()
         return row
 
     async def user(self, user_id: str) -> UserRow | None:
         """One user by id."""
+        if not storable(user_id):
+            return None
         return await self.session.get(UserRow, user_id)
 
     async def user_by_email(self, email: str) -> UserRow | None:
         """One user by (normalized) email."""
+        if not storable(email):
+            return None
         return await self.session.scalar(select(UserRow).where(UserRow.email == email))
 
     async def users_by_ids(self, user_ids: Sequence[str]) -> dict[str, UserRow]:
         """Users by id, in one statement."""
+        user_ids = [u for u in user_ids if storable(u)]
         if not user_ids:
             return {}
-        rows = await self.session.scalars(select(UserRow).where(UserRow.id.in_(list(user_ids))))
+        rows = await self.session.scalars(select(UserRow).where(UserRow.id.in_(user_ids)))
         return {r.id: r for r in rows}
 
     async def any_user(self) -> bool:
@@ -74,12 +81,15 @@ class AccountRepository:
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete a user; keys, token families, grants, sessions and provider keys cascade."""
+        if not storable(user_id):
+            return False
         result = await self.session.execute(delete(UserRow).where(UserRow.id == user_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     # API keys ----------------------------------------------------------------------------
     async def add_key(self, row: ApiKeyRow) -> ApiKeyRow:
         """Stage a new API key."""
+        require_storable(row.name, field="name")
         self.session.add(row)
         await self.session.flush()
         return row
@@ -105,6 +115,8 @@ class AccountRepository:
 
     async def key(self, key_id: str) -> ApiKeyRow | None:
         """One key by id."""
+        if not storable(key_id):
+            return None
         return await self.session.get(ApiKeyRow, key_id)
 
     async def touch_keys(self, used: dict[str, datetime]) -> None:
@@ -192,6 +204,8 @@ class AccountRepository:
 
     async def provider_key(self, user_id: str, provider: str) -> ProviderKeyRow | None:
         """One stored provider key."""
+        if not storable(provider):
+            return None
         stmt = select(ProviderKeyRow).where(
             ProviderKeyRow.user_id == user_id, ProviderKeyRow.provider == provider
         )
@@ -199,11 +213,14 @@ class AccountRepository:
 
     async def put_provider_key(self, row: ProviderKeyRow) -> None:
         """Stage a new provider key row."""
+        require_storable(row.provider, field="provider")
         self.session.add(row)
         await self.session.flush()
 
     async def delete_provider_key(self, user_id: str, provider: str) -> bool:
         """Remove a stored provider key."""
+        if not storable(provider):
+            return False
         result = await self.session.execute(
             delete(ProviderKeyRow).where(
                 ProviderKeyRow.user_id == user_id, ProviderKeyRow.provider == provider

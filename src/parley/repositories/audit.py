@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.db.models import AuditRow
 from parley.errors import InvalidInput
 from parley.repositories.pagination import Page, decode_cursor, encode_cursor
+from parley.repositories.text import storable
 
 
 class AuditRepository:
@@ -35,6 +36,8 @@ class AuditRepository:
         until: datetime | None = None,
     ) -> Page[AuditRow]:
         """Records, newest first, filtered."""
+        if not storable(action, actor_id, target_id):
+            return Page([], None)  # no record can match text no database can hold
         stmt = select(AuditRow)
         if action:
             # "user.*" matches every user action.

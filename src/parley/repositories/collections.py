@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.models import CollectionGrantRow, CollectionRow, DocumentRow
 from parley.repositories.pagination import Page, keyset_page
+from parley.repositories.text import storable
 
 
 def access_clause(viewer: str, *, write: bool = False) -> ColumnElement[bool]:
@@ -39,6 +40,8 @@ class CollectionRepository:
 
         ``viewer=None`` means no restriction (admins, the system principal, internal use).
         """
+        if not storable(collection_id):
+            return None
         if viewer is None:
             return await self.session.get(CollectionRow, collection_id)
         stmt = select(CollectionRow).where(
@@ -48,6 +51,8 @@ class CollectionRepository:
 
     async def get_by_name(self, name: str, *, owner_id: str | None) -> CollectionRow | None:
         """One collection by name within one owner's namespace (None = ownerless)."""
+        if not storable(name):
+            return None
         owner = (
             CollectionRow.owner_id.is_(None)
             if owner_id is None
@@ -61,9 +66,10 @@ class CollectionRepository:
         self, collection_ids: Sequence[str], *, viewer: str | None = None
     ) -> list[CollectionRow]:
         """Collections by id, in one statement (missing or hidden ids are simply absent)."""
+        collection_ids = [c for c in collection_ids if storable(c)]
         if not collection_ids:
             return []
-        stmt = select(CollectionRow).where(CollectionRow.id.in_(list(collection_ids)))
+        stmt = select(CollectionRow).where(CollectionRow.id.in_(collection_ids))
         if viewer is not None:
             stmt = stmt.where(access_clause(viewer))
         return list((await self.session.scalars(stmt)).all())
@@ -75,10 +81,11 @@ class CollectionRepository:
 
         The caller's own collection wins when several visible ones share a name.
         """
+        names = [n for n in names if storable(n)]
         if not names:
             return {}
         stmt = select(CollectionRow.name, CollectionRow.id, CollectionRow.owner_id).where(
-            CollectionRow.name.in_(list(names))
+            CollectionRow.name.in_(names)
         )
         if viewer is not None:
             stmt = stmt.where(access_clause(viewer))
@@ -147,6 +154,8 @@ class CollectionRepository:
 
     async def delete(self, collection_id: str) -> bool:
         """Delete a collection; documents, chunks, jobs cascade. True if it existed."""
+        if not storable(collection_id):
+            return False
         result = await self.session.execute(
             delete(CollectionRow).where(CollectionRow.id == collection_id)
         )
@@ -183,6 +192,8 @@ class CollectionRepository:
 
     async def delete_grant(self, collection_id: str, user_id: str) -> bool:
         """Remove a user's grant."""
+        if not storable(collection_id, user_id):
+            return False
         result = await self.session.execute(
             delete(CollectionGrantRow).where(
                 CollectionGrantRow.collection_id == collection_id,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.models import ChunkRow, DocumentRow
 from parley.repositories.pagination import Page, keyset_page
+from parley.repositories.text import storable
 
 
 class DocumentRepository:
@@ -29,6 +30,8 @@ class DocumentRepository:
 
     async def get(self, document_id: str) -> DocumentRow | None:
         """One document by id."""
+        if not storable(document_id):
+            return None
         return await self.session.get(DocumentRow, document_id)
 
     async def get_by_source(self, collection_id: str, source: str) -> DocumentRow | None:
@@ -42,6 +45,8 @@ class DocumentRepository:
         self, collection_id: str, *, limit: int, cursor: str | None, status: str | None = None
     ) -> Page[DocumentRow]:
         """Documents of a collection, oldest first."""
+        if not storable(status):
+            return Page([], None)  # no document has such a status
         stmt = select(DocumentRow).where(DocumentRow.collection_id == collection_id)
         if status:
             stmt = stmt.where(DocumentRow.status == status)

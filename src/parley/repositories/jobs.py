@@ -12,6 +12,7 @@ from sqlalchemy.orm import defer
 
 from parley.db.base import utcnow
 from parley.db.models import JobItemRow, JobRow
+from parley.repositories.text import storable
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -31,6 +32,8 @@ class JobRepository:
 
     async def get(self, job_id: str) -> JobRow | None:
         """One job by id."""
+        if not storable(job_id):
+            return None
         return await self.session.get(JobRow, job_id)
 
     async def items(self, job_id: str) -> list[JobItemRow]:
@@ -163,6 +166,8 @@ class JobRepository:
         is unknown or already finished. Each step is one conditional UPDATE, so a worker
         claiming the job at the same moment cannot slip between the check and the change.
         """
+        if not storable(job_id):
+            return None
         now = utcnow()
         queued = (
             update(JobRow)

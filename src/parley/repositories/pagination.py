@@ -7,7 +7,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, or_
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from parley.errors import InvalidInput
+from parley.repositories.text import all_storable
 
 T = TypeVar("T")
 
@@ -40,9 +41,21 @@ def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("malformed cursor", field="cursor") from exc
-    if not isinstance(values, list) or len(values) != arity:
+    if not isinstance(values, list) or len(values) != arity or not all_storable(values):
         raise InvalidInput("malformed cursor", field="cursor")
     return values
+
+
+def as_utc(value: datetime, *, field: str) -> datetime:
+    """``value`` in UTC (naive = UTC already). An aware time whose UTC date falls outside
+    years 1..9999 (``0001-01-01T00:00+14:00``) cannot be represented: bad input, not a
+    crash when the column type converts it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInput(f"{field} is out of range", field=field) from exc
 
 
 async def keyset_page(
@@ -61,7 +74,7 @@ async def keyset_page(
         if not isinstance(ident_value, str) or len(ident_value) > 64:
             raise InvalidInput("malformed cursor", field="cursor")
         try:
-            created_value = datetime.fromisoformat(created_raw)
+            created_value = as_utc(datetime.fromisoformat(created_raw), field="cursor")
         except (TypeError, ValueError) as exc:
             raise InvalidInput("malformed cursor", field="cursor") from exc
         if descending:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.db.models import ChunkRow, DocumentRow
 from parley.domain.retrieval import RetrievedChunk
 from parley.errors import InvalidInput
+from parley.repositories.text import all_storable
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -77,6 +78,11 @@ def filter_conditions(
             raise InvalidInput(f"filter {key!r} needs 1..{_MAX_FILTER_VALUES} values")
         if any(v is None or isinstance(v, dict | list) for v in values):
             raise InvalidInput(f"filter {key!r} values must be strings, numbers or booleans")
+        if not all_storable(values):
+            raise InvalidInput(
+                f"filter {key!r} values must not contain NUL or unpaired surrogates",
+                field="filters",
+            )
         if key in _DOCUMENT_FILTERS:
             column = document_columns[_DOCUMENT_FILTERS[key]]
             docs = select(document_columns.id).where(column.in_([str(v) for v in values]))

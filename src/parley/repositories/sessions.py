@@ -14,6 +14,7 @@ from parley.db.models import MessageRow, SessionRow
 from parley.domain.chat import HistoryMessage
 from parley.errors import InvalidInput
 from parley.repositories.pagination import Page, decode_cursor, encode_cursor, keyset_page
+from parley.repositories.text import storable
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class SessionRepository:
 
     async def get(self, session_id: str, *, viewer: str | None = None) -> SessionRow | None:
         """One session by id; with ``viewer``, only if that user owns it."""
+        if not storable(session_id):
+            return None
         row = await self.session.get(SessionRow, session_id)
         if row is not None and viewer is not None and row.owner_id != viewer:
             return None
@@ -73,6 +76,8 @@ class SessionRepository:
 
     async def delete(self, session_id: str, *, viewer: str | None = None) -> bool:
         """Delete a session (``viewer``'s own only) and, by cascade, its messages."""
+        if not storable(session_id):
+            return False
         stmt = delete(SessionRow).where(SessionRow.id == session_id)
         if viewer is not None:
             stmt = stmt.where(SessionRow.owner_id == viewer)
@@ -88,6 +93,8 @@ class SessionRepository:
         Only the columns a prompt needs are read (no ORM objects, no sources JSON): this runs
         on every chat turn.
         """
+        if not storable(session_id):
+            return None, []
         conn = await self.session.connection()
         rows = (await conn.execute(_HISTORY, {"sid": session_id, "n": limit})).all()
         if not rows:

@@ -51,7 +51,8 @@ class AccessPolicy:
         allowed = set(await self.filter_readable(actor, ids))
         for cid in ids:
             if cid not in allowed:
-                raise NotFound(f"collection {cid} not found", field="collection_ids")
+                # repr: the id is the caller's text, possibly with characters JSON cannot encode
+                raise NotFound(f"collection {cid!r} not found", field="collection_ids")
         return list(ids)
 
     def invalidate(self, user_id: str | None = None) -> None:

@@ -10,6 +10,7 @@ import structlog
 
 from parley.db.models import AuditRow
 from parley.domain.auth import Principal
+from parley.errors import InvalidInput
 from parley.repositories.pagination import Page
 from parley.services.uow import UnitOfWorkFactory
 
@@ -91,4 +92,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     """
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise InvalidInput("time filter out of range") from exc

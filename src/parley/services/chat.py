@@ -25,6 +25,7 @@ from parley.errors import InvalidInput, NotFound, ParleyError
 from parley.providers.llm.base import LLM, GenerationRequest
 from parley.providers.tokenizers.base import TokenCounter
 from parley.repositories.sessions import SessionHead
+from parley.repositories.text import require_storable
 from parley.services.access import AccessPolicy
 from parley.services.hot_turns import HotTurns, PendingWrite, decode_sources, encode_sources
 from parley.services.prompt_library import PromptLibrary
@@ -167,6 +168,7 @@ class ChatService:
                 f"message content is limited to {self._limits.max_message_chars} characters",
                 field="content",
             )
+        require_storable(text, field="content")
         k = top_k or self._retrieval_settings.top_k
         if not 1 <= k <= self._limits.max_top_k:
             raise InvalidInput(f"top_k must be 1..{self._limits.max_top_k}", field="top_k")

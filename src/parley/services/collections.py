@@ -13,6 +13,7 @@ from parley.errors import Conflict, InvalidInput, NotFound
 from parley.providers.embeddings.base import Embedder
 from parley.providers.vectors.base import VectorIndex
 from parley.repositories.pagination import Page
+from parley.repositories.text import require_storable
 from parley.services.access import AccessPolicy
 from parley.services.retrieval import RetrievalService
 from parley.services.uow import UnitOfWork, UnitOfWorkFactory
@@ -59,6 +60,8 @@ class CollectionService:
         name = name.strip()
         if not name or len(name) > self._max_name:
             raise InvalidInput(f"name must be 1..{self._max_name} characters", field="name")
+        require_storable(name, field="name")
+        require_storable(description, field="description")
         async with self._uow(write=True) as tx:
             if await tx.collections.get_by_name(name, owner_id=actor.user_id) is not None:
                 raise Conflict(f"you already have a collection named {name!r}", field="name")
@@ -236,18 +239,31 @@ class CollectionService:
         return await self.job(job_id, actor=actor)
 
     async def share(
-        self, collection_id: str, *, actor: Principal, user_id: str, permission: str
+        self,
+        collection_id: str,
+        *,
+        actor: Principal,
+        permission: str,
+        user_id: str | None = None,
+        email: str | None = None,
     ) -> CollectionGrantRow:
-        """Grant another user read or write access (collection owner or admin only)."""
+        """Grant another user (by id or email) read or write access (owner or admin only).
+
+        Ownership is checked before the user is looked up, so only someone who may share
+        this collection learns whether an account exists.
+        """
         if permission not in ("read", "write"):
             raise InvalidInput("permission must be 'read' or 'write'", field="permission")
         async with self._uow(write=True) as tx:
             row = await tx.collections.get(collection_id)
             if row is None or not _owns(actor, row):
                 raise NotFound(f"collection {collection_id} not found")
-            target = await tx.accounts.user(user_id)
+            if user_id is not None:
+                target = await tx.accounts.user(user_id)
+            else:
+                target = await tx.accounts.user_by_email((email or "").strip().lower())
             if target is None:
-                raise NotFound(f"user {user_id} not found", field="user_id")
+                raise NotFound("user not found", field="user_id" if user_id else "email")
             if target.id == row.owner_id:
                 raise InvalidInput("the owner already has full access", field="user_id")
             grant = await tx.collections.put_grant(

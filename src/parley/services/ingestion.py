@@ -21,6 +21,7 @@ from parley.errors import InvalidInput, NotFound, ParseError, PayloadTooLarge
 from parley.providers.embeddings.base import Embedder
 from parley.providers.tokenizers.base import TokenCounter
 from parley.providers.vectors.base import VectorIndex
+from parley.repositories.text import all_storable
 from parley.services.chunking import chunk_document
 from parley.services.parsing import detect_mime, parse_document
 from parley.services.retrieval import RetrievalService
@@ -29,7 +30,7 @@ from parley.settings import ChunkingSettings, LimitSettings
 
 log = structlog.get_logger(__name__)
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff/\\:*?\"<>|]+")
 
 
 @dataclass(slots=True)
@@ -114,6 +115,10 @@ class IngestionService:
         """
         if not files:
             raise InvalidInput("no files were uploaded", field="files")
+        if metadata and not all_storable([*metadata, *metadata.values()]):
+            raise InvalidInput(
+                "metadata must not contain NUL characters or unpaired surrogates", field="metadata"
+            )
         if len(files) > self._limits.max_files_per_request:
             raise InvalidInput(
                 f"at most {self._limits.max_files_per_request} files per request", field="files"

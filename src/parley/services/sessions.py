@@ -9,6 +9,7 @@ from parley.domain.auth import Principal
 from parley.errors import InvalidInput, NotFound
 from parley.providers.memory.base import TurnStore
 from parley.repositories.pagination import Page
+from parley.repositories.text import require_storable
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import LimitSettings
 
@@ -45,6 +46,7 @@ class SessionService:
             )
         if title is not None and len(title) > self._limits.max_name_chars:
             raise InvalidInput(f"title is limited to {self._limits.max_name_chars} characters")
+        require_storable(title, field="title")
         async with self._uow(write=True) as tx:
             viewer = actor.viewer
             found = {c.id for c in await tx.collections.get_many(ids, viewer=viewer)}

@@ -264,12 +264,12 @@ async def share_collection(
     """
     if (body.user_id is None) == (body.email is None):
         raise InvalidInput("give exactly one of user_id or email")
-    user_id = body.user_id
-    if user_id is None:
-        assert body.email is not None
-        user_id = (await container.accounts.by_email(body.email)).id
     row = await container.collections.share(
-        collection_id, actor=actor, user_id=user_id, permission=body.permission
+        collection_id,
+        actor=actor,
+        user_id=body.user_id,
+        email=body.email,
+        permission=body.permission,
     )
     return _grant(row)
 
