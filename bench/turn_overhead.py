@@ -159,8 +159,11 @@ class Run:
 class Server:
     """A ``parley serve`` subprocess on a free loopback port with a throwaway data dir."""
 
-    def __init__(self, *, port: int | None, keep: bool, role: str) -> None:
+    def __init__(
+        self, *, port: int | None, keep: bool, role: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.role = role
+        self.extra_env = dict(extra_env or {})
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.keep = keep
@@ -183,6 +186,7 @@ class Server:
             PARLEY_SERVER__HOST="127.0.0.1",
             **NO_RATE_LIMITS,
         )
+        env.update(self.extra_env)  # --env, e.g. to measure with rate limits on
         return env
 
     def start(self) -> str:
@@ -1149,7 +1153,12 @@ async def main(args: argparse.Namespace) -> None:
     url = args.url
     try:
         if url is None:
-            server = Server(port=args.port, keep=args.keep, role=args.role)
+            server = Server(
+                port=args.port,
+                keep=args.keep,
+                role=args.role,
+                extra_env=dict(item.split("=", 1) for item in args.env),
+            )
             key = server.start()
             await server.wait_ready()
             assert server.proc is not None
@@ -1282,7 +1291,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="PARLEY_X=VALUE",
-        help="extra setting for every scale-mode process (repeatable)",
+        help="extra setting for the server process(es), e.g. to turn rate limits on (repeatable)",
     )
     scale.add_argument(
         "--count-turns",
