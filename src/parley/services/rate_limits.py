@@ -3,8 +3,9 @@
 Request limits use the sliding-window counter of ``limits`` (O(1) per check, the previous
 window weighted in, so a client cannot double its budget at a window boundary); the login
 lockout uses the exact moving window ("N failures in any W seconds"). Redis is optional and
-never fatal: while the shared guard says Redis is down (or a call fails), counting falls back to an in-process window, which still
-enforces every limit per worker, and it returns to Redis by itself once Redis answers again.
+never fatal: while the shared guard says Redis is down (or a call fails), counting falls back
+to an in-process window, which still enforces every limit per worker, and it returns to
+Redis by itself once Redis answers again.
 """
 
 from __future__ import annotations
