@@ -12,11 +12,13 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
+import structlog
 from fastapi import Request
 
 from parley.api.security import authenticate, client_ip
 from parley.services.audit import AuditEvent
 
+log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 Target = Callable[[dict[str, Any], Any], str | None]
@@ -59,17 +61,28 @@ def audited(
             result = await endpoint(*args, **kwargs)
             container = request.app.state.container
             actor = await authenticate(request)
-            await container.audit.record(
-                AuditEvent(
-                    action=action,
-                    actor=actor,
-                    target_type=target_type,
-                    target_id=target(dict(kwargs), result),
-                    ip=client_ip(request, container.settings.security.trusted_proxies),
-                    request_id=getattr(request.state, "request_id", None),
-                    detail=detail(dict(kwargs), result) if detail is not None else {},
-                )
+            event = AuditEvent(
+                action=action,
+                actor=actor,
+                target_type=target_type,
+                target_id=target(dict(kwargs), result),
+                ip=client_ip(request, container.settings.security.trusted_proxies),
+                request_id=getattr(request.state, "request_id", None),
+                detail=detail(dict(kwargs), result) if detail is not None else {},
             )
+            try:
+                await container.audit.record(event)
+            except Exception:
+                # The action is committed: a 500 now would invite a retry of something that
+                # happened. The record goes to the error log instead (log shipping keeps it).
+                log.exception(
+                    "audit_write_failed",
+                    action=event.action,
+                    actor_id=actor.user_id,
+                    target_type=event.target_type,
+                    target_id=event.target_id,
+                    ip=event.ip,
+                )
             return result
 
         wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
