@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from parley.services.crypto import SecretBox
 from parley.services.health import HealthService
 from parley.services.hot_turns import HotTurns
 from parley.services.ingestion import IngestionService
+from parley.services.invalidations import Invalidations
 from parley.services.passwords import Passwords
 from parley.services.prompt_library import PromptLibrary
 from parley.services.provider_keys import ProviderKeyService
@@ -120,6 +121,7 @@ class Container:
     quotas: QuotaService
     provider_keys: ProviderKeyService
     rate_limits: RateLimiter
+    invalidations: Invalidations
     redis: RedisParts | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -170,7 +172,12 @@ class Container:
         )
         chosen_llm = llm or build_llm(settings.llm)
         security = settings.security
-        access = AccessPolicy(uow=uow, ttl_s=security.access_cache_ttl_s)
+        bus = Invalidations(
+            guard=redis.guard if redis is not None else None,
+            url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+            settings=settings.redis,
+        )
+        access = AccessPolicy(uow=uow, ttl_s=security.access_cache_ttl_s, bus=bus)
         quotas = QuotaService(uow=uow, settings=settings.quotas)
         provider_keys = ProviderKeyService(
             uow=uow,
@@ -178,6 +185,7 @@ class Container:
             server_llm=chosen_llm,
             llm_settings=settings.llm,
             cache_ttl_s=security.key_cache_ttl_s,
+            bus=bus,
         )
         guard = redis.guard if redis is not None else None
         prefix = settings.redis.key_prefix
@@ -189,6 +197,7 @@ class Container:
             passwords=passwords,
             lockout=LoginLockout(security, redis=guard, key_prefix=prefix),
             settings=security,
+            bus=bus,
         )
         runner_box: list[JobRunner] = []
         ingestion = IngestionService(
@@ -274,6 +283,7 @@ class Container:
             quotas=quotas,
             provider_keys=provider_keys,
             rate_limits=rate_limits,
+            invalidations=bus,
             redis=redis,
         )
 
@@ -295,6 +305,16 @@ class Container:
         self._background.append(
             asyncio.create_task(self.auth.run_touch_flusher(), name="key-last-used")
         )
+        if self.redis is not None:
+            self._background.append(
+                asyncio.create_task(self.invalidations.run(self._invalidate), name="invalidate")
+            )
+
+    def _invalidate(self, event: Mapping[str, str]) -> None:
+        """Apply another instance's invalidation to every per-process cache it concerns."""
+        self.auth.apply(event)
+        self.access.apply(event)
+        self.provider_keys.apply(event)
 
     async def _warm_index(self) -> None:
         try:
@@ -321,6 +341,7 @@ class Container:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         await self.auth.flush_last_used()
+        await self.invalidations.aclose()
         closers: list[Callable[[], Awaitable[object]]] = [
             self.index.aclose,
             self.llm.aclose,

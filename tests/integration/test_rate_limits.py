@@ -72,10 +72,12 @@ async def test_the_most_restrictive_limit_is_reported(closing: Closer) -> None:
     limiter = closing(RateLimiter(RateLimitSettings(chat="10/minute;2/hour", chat_ip="5/minute")))
     first = await limiter.hit("chat", "user:u1", "ip:10.0.0.1")
     assert (first.limit, first.remaining) == (2, 1)
-    assert 3000 < first.reset_after_s <= 3600  # the hourly window is the binding one
+    # The hourly window binds. Request limits use the sliding-window counter, whose windows
+    # are aligned to the clock, so the reset is somewhere within the hour.
+    assert 0 < first.reset_after_s <= 3600
     await limiter.hit("chat", "user:u1", "ip:10.0.0.1")
     third = await limiter.hit("chat", "user:u1", "ip:10.0.0.1")
-    assert not third.allowed and third.limit == 2 and third.retry_after_s > 3000
+    assert not third.allowed and third.limit == 2 and 0 < third.retry_after_s <= 3600
 
 
 async def test_changing_the_principal_does_not_reset_the_ip_limit(closing: Closer) -> None:

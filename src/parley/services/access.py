@@ -9,20 +9,24 @@ within the TTL on other instances and at once on the instance that revoked it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cachetools import TTLCache
 
 from parley.domain.auth import Principal
 from parley.errors import NotFound
+from parley.services.invalidations import Invalidations
 from parley.services.uow import UnitOfWorkFactory
 
 
 class AccessPolicy:
     """Readable-collection checks with a short per-user cache."""
 
-    def __init__(self, *, uow: UnitOfWorkFactory, ttl_s: float) -> None:
+    def __init__(
+        self, *, uow: UnitOfWorkFactory, ttl_s: float, bus: Invalidations | None = None
+    ) -> None:
         self._uow = uow
+        self._bus = bus or Invalidations()
         self._ttl = ttl_s
         self._cache: TTLCache[str, frozenset[str]] | None = (
             TTLCache(maxsize=20_000, ttl=ttl_s) if ttl_s > 0 else None
@@ -56,7 +60,21 @@ class AccessPolicy:
         return list(ids)
 
     def invalidate(self, user_id: str | None = None) -> None:
-        """Forget cached sets (one user's, or everyone's) after a grant or collection change."""
+        """Forget cached sets (one user's, or everyone's) after a grant or collection change,
+        here and on every other instance."""
+        self._invalidate_local(user_id)
+        self._bus.publish(access=user_id or "*")
+
+    def apply(self, event: Mapping[str, str]) -> None:
+        """An invalidation published by another instance (or a flush after a gap)."""
+        if "all" in event:
+            self._invalidate_local(None)
+        elif "access" in event:
+            self._invalidate_local(None if event["access"] == "*" else event["access"])
+        elif "user_id" in event:
+            self._invalidate_local(event["user_id"])
+
+    def _invalidate_local(self, user_id: str | None) -> None:
         if self._cache is None:
             return
         if user_id is None:

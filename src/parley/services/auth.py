@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +21,7 @@ from parley.db.base import utcnow
 from parley.db.models import ApiKeyRow, RefreshTokenRow, TokenFamilyRow, UserRow
 from parley.domain.auth import ALL_SCOPES, Principal, Role, scopes_for_role
 from parley.errors import AccountLocked, Forbidden, InvalidInput, NotFound, Unauthenticated
+from parley.services.invalidations import Invalidations
 from parley.services.passwords import MAX_PASSWORD_CHARS, Passwords
 from parley.services.rate_limits import LoginLockout
 from parley.services.tokens import (
@@ -80,12 +81,14 @@ class AuthService:
         passwords: Passwords,
         lockout: LoginLockout,
         settings: SecuritySettings,
+        bus: Invalidations | None = None,
     ) -> None:
         self._uow = uow
         self._signer = signer
         self._passwords = passwords
         self._lockout = lockout
         self._settings = settings
+        self._bus = bus or Invalidations()
         ttl = max(settings.key_cache_ttl_s, 0.001)
         self._keys: TTLCache[str, Principal] = TTLCache(maxsize=20_000, ttl=ttl)
         self._families: TTLCache[str, Principal] = TTLCache(maxsize=50_000, ttl=ttl)
@@ -238,7 +241,7 @@ class AuthService:
                 token = await self._new_refresh(tx, family.id)
                 await tx.commit()
         if reused_family is not None:
-            self._families.pop(reused_family, None)
+            self._end_family(reused_family)
             log.warning("refresh_token_reuse", family_id=reused_family, user_id=user.id)
             raise Unauthenticated(
                 "this refresh token was already used; the login was revoked for safety"
@@ -262,7 +265,7 @@ class AuthService:
         async with self._uow(write=True) as tx:
             await tx.accounts.revoke_family(family_id, at=utcnow(), reason="logout")
             await tx.commit()
-        self._families.pop(family_id, None)
+        self._end_family(family_id)
 
     # API keys ----------------------------------------------------------------------------
     async def create_key(
@@ -342,8 +345,29 @@ class AuthService:
         self.forget(key_id=key_id)
         return row
 
+    def _end_family(self, family_id: str) -> None:
+        self._families.pop(family_id, None)
+        self._bus.publish(family_id=family_id)
+
     def forget(self, *, key_id: str | None = None, user_id: str | None = None) -> None:
-        """Drop cached principals of a key or of every credential of a user."""
+        """Drop cached principals of a key or of every credential of a user, here and (by
+        publishing the event) on every other instance."""
+        self._forget_local(key_id=key_id, user_id=user_id)
+        event = {k: v for k, v in (("key_id", key_id), ("user_id", user_id)) if v}
+        if event:
+            self._bus.publish(**event)
+
+    def apply(self, event: Mapping[str, str]) -> None:
+        """An invalidation published by another instance (or a flush after a gap)."""
+        if "all" in event:
+            self._keys.clear()
+            self._families.clear()
+            return
+        self._forget_local(key_id=event.get("key_id"), user_id=event.get("user_id"))
+        if "family_id" in event:
+            self._families.pop(event["family_id"], None)
+
+    def _forget_local(self, *, key_id: str | None, user_id: str | None) -> None:
         for digest_, principal in list(self._keys.items()):
             if (key_id and principal.key_id == key_id) or (
                 user_id and principal.user_id == user_id

@@ -10,7 +10,7 @@ briefly in-process so a turn adds no database round trip.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +25,7 @@ from parley.domain.auth import Principal
 from parley.errors import Conflict, InvalidInput, NotFound
 from parley.providers.llm.base import LLM
 from parley.services.crypto import SecretBox, SecretDecryptError
+from parley.services.invalidations import Invalidations
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import LLMSettings
 
@@ -56,10 +57,12 @@ class ProviderKeyService:
         cache_ttl_s: float = 30.0,
         factory: Callable[[str], LLM] | None = None,
         provider: str | None = None,
+        bus: Invalidations | None = None,
     ) -> None:
         """``factory`` builds an LLM client for an API key (default: the configured
         provider's adapter with that key); ``provider`` overrides which stored key applies."""
         self._uow = uow
+        self._bus = bus or Invalidations()
         self._box = box
         self._server = server_llm
         self._provider = provider or llm_settings.provider
@@ -68,6 +71,18 @@ class ProviderKeyService:
             maxsize=20_000, ttl=max(cache_ttl_s, 0.001)
         )
         self._clients: LRUCache[str, LLM] = LRUCache(maxsize=256)
+
+    def _forget(self, user_id: str) -> None:
+        self._keys.pop(user_id, None)
+        self._bus.publish(provider_user=user_id)
+
+    def apply(self, event: Mapping[str, str]) -> None:
+        """An invalidation published by another instance (or a flush after a gap)."""
+        if "all" in event:
+            self._keys.clear()
+        for name in ("provider_user", "user_id"):
+            if name in event:
+                self._keys.pop(event[name], None)
 
     @property
     def applies(self) -> bool:
@@ -98,7 +113,7 @@ class ProviderKeyService:
                 row.ciphertext = ciphertext
                 row.updated_at = now
             await tx.commit()
-        self._keys.pop(user_id, None)
+        self._forget(user_id)
         return ProviderKeyInfo(provider, row.created_at, row.updated_at or now)
 
     async def list(self, *, actor: Principal) -> list[ProviderKeyInfo]:
@@ -115,7 +130,7 @@ class ProviderKeyService:
             if not await tx.accounts.delete_provider_key(user_id, provider):
                 raise NotFound(f"no {provider} key stored")
             await tx.commit()
-        self._keys.pop(user_id, None)
+        self._forget(user_id)
 
     async def llm_for(self, actor: Principal) -> LLM:
         """The model client for the actor's turns: user key > server key."""
