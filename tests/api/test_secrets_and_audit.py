@@ -3,6 +3,7 @@ audit log of admin and sharing actions (recorded once per success, filterable, a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -626,3 +627,25 @@ async def test_audit_records_the_client_address_behind_a_trusted_proxy(
                     assert record["items"][0]["ip"] == expected
     finally:
         await container.aclose()
+
+
+async def test_evicted_user_clients_are_closed(
+    container: Container, settings: Settings, fake_llm: FakeLLM
+) -> None:
+    """Per-user clients live in a bounded LRU; the one pushed out is closed, not leaked."""
+    factory = RecordingFactory()
+    service = user_key_service(container, settings, fake_llm, factory)
+    service._clients = type(service._clients)(maxsize=2, on_evict=service._close_later)  # type: ignore[call-arg]
+    actors = [(await member(container, f"lru{i}@example.com"))[2] for i in range(3)]
+    try:
+        for i, actor in enumerate(actors):
+            await service.put(
+                actor=actor, provider="openai", api_key=f"sk-test-LRU{i}-0123456789abcd"
+            )
+            await service.llm_for(actor)
+        await asyncio.sleep(0)  # let the close task run
+        await asyncio.gather(*service._closing)
+        assert [c.closed for c in factory.clients] == [True, False, False]
+    finally:
+        await service.aclose()
+    assert all(c.closed for c in factory.clients)

@@ -9,6 +9,7 @@ briefly in-process so a turn adds no database round trip.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ class ProviderKeyService:
         self._keys: TTLCache[str, str | None] = TTLCache(
             maxsize=20_000, ttl=max(cache_ttl_s, 0.001)
         )
-        self._clients: LRUCache[str, LLM] = LRUCache(maxsize=256)
+        self._closing: set[asyncio.Task[None]] = set()
+        self._clients: LRUCache[str, LLM] = _ClosingLRU(maxsize=256, on_evict=self._close_later)
 
     def _forget(self, user_id: str) -> None:
         self._keys.pop(user_id, None)
@@ -162,8 +164,16 @@ class ProviderKeyService:
         self._keys[user_id] = key
         return key
 
+    def _close_later(self, client: LLM) -> None:
+        # An evicted client still holds pooled connections: close it off the request path.
+        task = asyncio.get_running_loop().create_task(_close_quietly(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def aclose(self) -> None:
         """Close the per-user clients."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         clients = list(self._clients.values())
         self._clients.clear()
         for client in clients:
@@ -171,6 +181,27 @@ class ProviderKeyService:
                 await client.aclose()
             except Exception:
                 log.warning("close_failed", exc_info=True)
+
+
+class _ClosingLRU(LRUCache[str, LLM]):
+    """An LRU of clients that hands each evicted client to ``on_evict`` (to be closed)."""
+
+    def __init__(self, *, maxsize: int, on_evict: Callable[[LLM], None]) -> None:
+        super().__init__(maxsize=maxsize)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[str, LLM]:
+        """Evict the least recently used client and pass it on to be closed."""
+        key, client = super().popitem()
+        self._on_evict(client)
+        return key, client
+
+
+async def _close_quietly(client: LLM) -> None:
+    try:
+        await client.aclose()
+    except Exception:
+        log.warning("close_failed", exc_info=True)
 
 
 def _user(actor: Principal) -> str:
