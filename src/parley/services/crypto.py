@@ -15,7 +15,6 @@ _VERSION = "v1:"
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-_FINGERPRINT_MIN_CHARS = 12
 
 
 class SecretDecryptError(ParleyError):
@@ -69,10 +68,3 @@ class SecretBox:
         except UnicodeDecodeError as exc:  # authentic but not written by encrypt()
             raise SecretDecryptError("stored secret is not text") from exc
 
-    @staticmethod
-    def fingerprint(plaintext: str) -> str:
-        """A short display hint (``"…abcd"``) that reveals too little to be useful to steal."""
-        # Short keys would be mostly revealed by their last 4 characters.
-        if len(plaintext) >= _FINGERPRINT_MIN_CHARS:
-            return "…" + plaintext[-4:]
-        return "…"
