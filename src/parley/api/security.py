@@ -111,6 +111,9 @@ async def authenticate(request: Request) -> Principal:
         # Dev mode serves local clients only, even if the process was bound more widely.
         if not is_loopback(request.client.host if request.client else None):
             raise Forbidden("local dev mode (PARLEY_AUTH=off) accepts loopback clients only")
+        # A local reverse proxy or tunnel would make remote callers look local.
+        if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+            raise Forbidden("local dev mode (PARLEY_AUTH=off) refuses proxied requests")
         principal = SYSTEM
     else:
         principal = await container.auth.authenticate(_bearer(request))

@@ -304,3 +304,20 @@ class AuditRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsageCarryoverRow(Base):
+    """Token usage of messages that were deleted (with their session).
+
+    Quotas count the tokens of a user's stored turns; deleting a session must not give them
+    back, so its messages' usage is copied here in the same transaction.
+    """
+
+    __tablename__ = "usage_carryover"
+    __table_args__ = (Index("ix_usage_carryover_owner_id_created_at", "owner_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    owner_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 Role = Literal["admin", "member"]
@@ -35,6 +36,8 @@ class Principal:
     key_id: str | None = None
     family_id: str | None = None
     email: str | None = None
+    key_expires_at: datetime | None = None
+    """When the API key in use expires (None: no key, or no expiry)."""
 
     @property
     def is_admin(self) -> bool:
@@ -43,9 +46,9 @@ class Principal:
 
     @property
     def sees_all(self) -> bool:
-        """Data visibility follows the role: admins see every tenant's data (scopes limit
-        which *actions* a key may take, see :attr:`is_admin`)."""
-        return self.role == "admin"
+        """Whether every tenant's data is visible: admins, but an admin's key only with the
+        ``admin`` scope (a narrowed admin key, e.g. for CI, acts like a member's)."""
+        return self.is_admin
 
     @property
     def viewer(self) -> str | None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, insert, select
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.db.models import MessageRow, SessionRow
+from parley.db.models import MessageRow, SessionRow, UsageCarryoverRow
 from parley.domain.chat import HistoryMessage
 from parley.errors import InvalidInput
 from parley.repositories.pagination import Page, decode_cursor, encode_cursor, keyset_page
@@ -129,16 +129,39 @@ class SessionRepository:
         self, owner_id: str, *, month_start: datetime, day_start: datetime
     ) -> tuple[int, int, int, int]:
         """(day input, day output, month input, month output) tokens of a user's turns,
-        in one statement over the (owner_id, created_at) index."""
-        today = _m.created_at >= day_start
+        stored or deleted, in one statement over the (owner_id, created_at) indexes."""
+        _c = UsageCarryoverRow.__table__.c
+        parts = union_all(
+            select(_m.created_at, _m.input_tokens, _m.output_tokens).where(
+                _m.owner_id == owner_id, _m.created_at >= month_start
+            ),
+            select(_c.created_at, _c.input_tokens, _c.output_tokens).where(
+                _c.owner_id == owner_id, _c.created_at >= month_start
+            ),
+        ).subquery()
+        today = parts.c.created_at >= day_start
         stmt = select(
-            func.coalesce(func.sum(case((today, _m.input_tokens), else_=0)), 0),
-            func.coalesce(func.sum(case((today, _m.output_tokens), else_=0)), 0),
-            func.coalesce(func.sum(_m.input_tokens), 0),
-            func.coalesce(func.sum(_m.output_tokens), 0),
-        ).where(_m.owner_id == owner_id, _m.created_at >= month_start)
+            func.coalesce(func.sum(case((today, parts.c.input_tokens), else_=0)), 0),
+            func.coalesce(func.sum(case((today, parts.c.output_tokens), else_=0)), 0),
+            func.coalesce(func.sum(parts.c.input_tokens), 0),
+            func.coalesce(func.sum(parts.c.output_tokens), 0),
+        )
         row = (await self.session.execute(stmt)).one()
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    async def carry_usage(self, session_id: str) -> None:
+        """Before a session is deleted: keep its messages' token usage (quotas stay honest)."""
+        _c = UsageCarryoverRow.__table__.c
+        billed = select(_m.owner_id, _m.created_at, _m.input_tokens, _m.output_tokens).where(
+            _m.session_id == session_id,
+            _m.owner_id.is_not(None),
+            (_m.input_tokens + _m.output_tokens) > 0,
+        )
+        await self.session.execute(
+            insert(cast(Table, UsageCarryoverRow.__table__)).from_select(
+                [_c.owner_id, _c.created_at, _c.input_tokens, _c.output_tokens], billed
+            )
+        )
 
     async def add_messages(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert messages in ONE multi-row statement; return their ids by role.

@@ -112,6 +112,9 @@ class AuthService:
         hashed = digest(key)
         cached = self._keys.get(hashed) if self._cache_enabled else None
         if cached is not None:
+            if cached.key_expires_at is not None and cached.key_expires_at <= utcnow():
+                self._keys.pop(hashed, None)
+                raise Unauthenticated("this API key is revoked, expired or its user is disabled")
             self._touch(cached.key_id)
             return cached
         async with self._uow() as tx:
@@ -132,6 +135,7 @@ class AuthService:
             scopes=frozenset(row.scopes) & scopes_for_role(role),
             key_id=row.id,
             email=user.email,
+            key_expires_at=expires,
         )
         if self._cache_enabled:
             self._keys[hashed] = principal
@@ -288,6 +292,14 @@ class AuthService:
             raise InvalidInput("name must be 1..200 characters", field="name")
         if expires_at is not None and _as_utc(expires_at) <= utcnow():  # type: ignore[operator]
             raise InvalidInput("expires_at must be in the future", field="expires_at")
+        # A key cannot outlive the key that creates it: otherwise a leaked short-lived key
+        # could mint itself a permanent one.
+        limit = actor.key_expires_at
+        if limit is not None:
+            if expires_at is None:
+                expires_at = limit
+            elif _as_utc(expires_at) > limit:  # type: ignore[operator]
+                raise Forbidden("a key cannot expire after the key that creates it")
         async with self._uow(write=True) as tx:
             user = await tx.accounts.user(owner_id)
             if user is None:
@@ -332,13 +344,18 @@ class AuthService:
     ) -> ApiKeyRow:
         """Revoke one of the actor's keys (admins: anyone's, unless ``own_only``).
 
-        Effective immediately on this instance (other instances: within the cache TTL).
+        Effective immediately here and, through the invalidation event, on other instances.
         """
         async with self._uow(write=True) as tx:
             row = await tx.accounts.key(key_id)
             mine = row is not None and row.user_id == actor.user_id
             if row is None or not (mine or (actor.is_admin and not own_only)):
                 raise NotFound(f"key {key_id} not found")
+            # With a key, only keys it could have created itself: a chat-only key must not
+            # be able to lock its owner out by revoking their full key.
+            narrower = set(row.scopes) <= actor.scopes
+            if actor.key_id is not None and row.id != actor.key_id and not narrower:
+                raise Forbidden("a key can only revoke keys with no more scopes than its own")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
             await tx.commit()

@@ -338,7 +338,11 @@ class ChatService:
             # the finally below must then see the turn as stored, not store it again).
             with anyio.CancelScope(shield=True):
                 result = await self._persist(
-                    turn, "".join(parts), usage or Usage(), turn.llm.model, finish
+                    turn,
+                    "".join(parts),
+                    usage or self._estimate(turn, parts),
+                    turn.llm.model,
+                    finish,
                 )
             done = True
             yield "done", result.to_dict()
@@ -349,8 +353,20 @@ class ChatService:
             if not done and not failed and parts and not turn.persisted:
                 with anyio.CancelScope(shield=True):
                     await self._persist(
-                        turn, "".join(parts), usage or Usage(), turn.llm.model, "interrupted"
+                        turn,
+                        "".join(parts),
+                        usage or self._estimate(turn, parts),
+                        turn.llm.model,
+                        "interrupted",
                     )
+
+    def _estimate(self, turn: PreparedTurn, parts: list[str]) -> Usage:
+        """Usage when the provider reported none (providers send it with the last chunk, so
+        a client that leaves early would otherwise be billed nothing): the prompt's tokens
+        in, the text generated so far out, with the configured tokenizer."""
+        prompt = [m.content for m in turn.request.messages]
+        counts = self._counter.count_many([*prompt, "".join(parts)])
+        return Usage(input_tokens=sum(counts[:-1]), output_tokens=counts[-1])
 
     async def _load(
         self, actor: Principal, session_id: str

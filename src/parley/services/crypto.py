@@ -67,4 +67,3 @@ class SecretBox:
             return plain.decode("utf-8")
         except UnicodeDecodeError as exc:  # authentic but not written by encrypt()
             raise SecretDecryptError("stored secret is not text") from exc
-

@@ -85,6 +85,9 @@ class SessionService:
     async def delete(self, session_id: str, *, actor: Principal) -> None:
         """Delete one of the actor's sessions and its messages."""
         async with self._uow(write=True) as tx:
+            if await tx.sessions.get(session_id, viewer=actor.viewer) is None:
+                raise NotFound(f"session {session_id} not found")
+            await tx.sessions.carry_usage(session_id)
             if not await tx.sessions.delete(session_id, viewer=actor.viewer):
                 raise NotFound(f"session {session_id} not found")
             await tx.commit()
