@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -149,16 +150,45 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
     return event_dict
 
 
-def _stderr_logger(*_args: object) -> structlog.PrintLogger:
-    return structlog.PrintLogger(file=sys.stderr)
+class _StderrLogger:
+    """Prints each line to whatever ``sys.stderr`` is when the line is emitted.
 
-
-def configure_logging(*, level: str = "info", json: bool = True, cache: bool = True) -> None:
-    """Route structlog and stdlib logging to stderr as JSON (or console) lines.
-
-    ``cache`` binds loggers on first use (fastest); commands that may run with a swapped
-    ``sys.stderr`` pass False.
+    structlog's PrintLogger keeps the stream it was made with; a logger cached during a
+    command run with a swapped stderr (a test runner's capture) would write to a closed file.
     """
+
+    _lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        with self._lock:
+            print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_STDERR_LOGGER = _StderrLogger()
+
+
+def _stderr_logger(*_args: object) -> _StderrLogger:
+    return _STDERR_LOGGER
+
+
+# Libraries whose INFO lines are chatter to a user (Alembic announces every migration step,
+# twice on a first start); they still log warnings, and everything at ``debug``.
+_QUIET_LIBRARIES = ("alembic", "alembic.runtime.migration")
+
+
+def configure_logging(*, level: str = "info", json: bool | None = True, cache: bool = True) -> None:
+    """Route structlog and stdlib logging to stderr as JSON or console lines.
+
+    ``json=None`` picks console lines when stderr is a terminal and JSON otherwise. ``cache``
+    binds loggers on first use (fastest); commands that may run with a swapped ``sys.stderr``
+    pass False.
+    """
+    if json is None:
+        json = not sys.stderr.isatty()
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -199,6 +229,10 @@ def configure_logging(*, level: str = "info", json: bool = True, cache: bool = T
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(
+            numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        )
     # pypdf reports recoverable quirks of damaged files as warnings; the outcome is logged.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     # Access lines are replaced by our own request log (with request id and timings).

@@ -25,7 +25,11 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
-    log_json: bool = True
+    log_json: bool | None = Field(
+        default=None,
+        description="true = JSON lines, false = console lines; empty = console on a terminal, "
+        "JSON otherwise (files, pipes, log collectors)",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed to call the API (JSON list); empty = none",

@@ -20,21 +20,6 @@ runner = CliRunner()
 KEY = re.compile(r"pk_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{20,}")
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    for name in [k for k in os.environ if k.startswith("PARLEY_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("PARLEY_DATA_DIR", str(data))
-    monkeypatch.setenv("PARLEY_EMBEDDINGS__PROVIDER", "fake")
-    monkeypatch.setenv("PARLEY_EMBEDDINGS__DIMENSION", "64")
-    monkeypatch.setenv("PARLEY_CHUNKING__TOKENIZER", "approx")
-    monkeypatch.setenv("PARLEY_SECURITY__ARGON2_MEMORY_KIB", "1024")
-    monkeypatch.setenv("PARLEY_SECURITY__ARGON2_TIME_COST", "1")
-    monkeypatch.chdir(tmp_path)  # no stray .env is read
-    return data
-
-
 def test_users_create_and_keys_create(env: Path) -> None:
     made = runner.invoke(
         app,
@@ -133,12 +118,12 @@ def test_serve_refuses_dev_mode_on_a_public_address(
 ) -> None:
     monkeypatch.setenv("PARLEY_AUTH", "off")
     result = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration error
     assert "loopback" in result.output
 
 
 def test_serve_refuses_a_short_jwt_secret(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_JWT_SECRET", "too-short")
     result = runner.invoke(app, ["serve"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration error
     assert "32 bytes" in result.output

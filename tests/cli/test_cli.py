@@ -5,24 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from parley.cli.main import app
 from tests.conftest import DOCS
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("PARLEY_DATA_DIR", str(data))
-    monkeypatch.setenv("PARLEY_EMBEDDINGS__PROVIDER", "fake")
-    monkeypatch.setenv("PARLEY_EMBEDDINGS__DIMENSION", "64")
-    monkeypatch.setenv("PARLEY_CHUNKING__TOKENIZER", "approx")
-    monkeypatch.chdir(tmp_path)  # no stray .env is read
-    return data
 
 
 def test_migrate_reports_the_head_revision(env: Path) -> None:
@@ -66,10 +54,12 @@ def test_ingest_reports_unsupported_and_broken_files(env: Path, tmp_path: Path) 
     assert "1 ingested" in result.output
 
 
-def test_ask_unknown_collection_fails_cleanly(env: Path) -> None:
+def test_ask_unknown_collection_lists_the_existing_ones(env: Path) -> None:
+    assert runner.invoke(app, ["ingest", str(DOCS), "--collection", "demo"]).exit_code == 0
     result = runner.invoke(app, ["ask", "anything", "--collection", "nope"])
     assert result.exit_code == 1
-    assert "not_found" in result.output
+    assert "no collection named 'nope'; existing: demo" in result.output
+    assert "parley ingest PATH --collection nope" in result.output
 
 
 def test_chat_keeps_a_session(env: Path) -> None:

@@ -81,4 +81,3 @@ def test_the_key_must_be_32_bytes() -> None:
     for size in (0, 16, 24, 31, 33):
         with pytest.raises(ValueError):
             SecretBox(bytes(size))
-

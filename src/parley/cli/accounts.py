@@ -2,59 +2,47 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from parley.cli.common import err, load_settings, open_container, out, run
 from parley.container import Container
 from parley.domain.auth import SYSTEM
 from parley.errors import ParleyError
-from parley.logging import configure_logging
-from parley.settings import Settings
 
 T = TypeVar("T")
-users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True, rich_markup_mode=None)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True, rich_markup_mode=None)
+console = out
 
 
-async def _with_container(fn: Callable[[Container], Awaitable[T]]) -> T:
-    settings = Settings()
-    configure_logging(level="warning", json=False, cache=False)
-    container = Container.build(settings)
-    try:
-        await container.prepare_database()
-        return await fn(container)
-    finally:
-        await container.aclose()
+def _run(fn: Callable[[Container], Awaitable[T]], *, read_only: bool = False) -> T:
+    settings = load_settings()
 
+    async def go() -> T:
+        async with open_container(settings, read_only=read_only) as container:
+            return await fn(container)
 
-def _run(fn: Callable[[Container], Awaitable[T]]) -> T:
-    try:
-        return asyncio.run(_with_container(fn))
-    except ParleyError as exc:
-        err.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
-        raise typer.Exit(code=1) from None
+    return run(go())
 
 
 @users_app.command("create")
 def create_user(
     email: Annotated[str, typer.Option(help="Login email.")],
     password: Annotated[
-        str,
-        typer.Option(
-            prompt=True, hide_input=True, confirmation_prompt=True, help="Prompted if omitted."
-        ),
-    ],
+        str | None,
+        typer.Option(help="The password; asked for (hidden, twice) when omitted."),
+    ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
 ) -> None:
-    """Create a user (``--admin`` for the first admin)."""
+    """Create a user (--admin for an admin)."""
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     async def run(c: Container) -> tuple[str, str]:
         row = await c.accounts.create(
@@ -75,8 +63,8 @@ def list_users() -> None:
         return [(u.id, u.email, u.role, u.disabled) for u in page.items]
 
     table = Table("id", "email", "role", "disabled")
-    for uid, mail, role, disabled in _run(run):
-        table.add_row(uid, mail, role, "yes" if disabled else "")
+    for uid, mail, role, disabled in _run(run, read_only=True):
+        table.add_row(uid, escape(mail), role, "yes" if disabled else "")
     console.print(table)
 
 

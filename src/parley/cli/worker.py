@@ -6,11 +6,10 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from parley.cli.common import load_settings, report
 from parley.errors import ParleyError
 from parley.logging import configure_logging
-from parley.settings import Settings
 
 
 def worker(
@@ -22,16 +21,15 @@ def worker(
     """Run ingestion jobs until SIGTERM/SIGINT; the job in progress goes back to the queue.
 
     Start any number of these next to API processes started with
-    ``PARLEY_JOBS__RUN_IN_PROCESS=false``; they share the work through the database.
+    PARLEY_JOBS__RUN_IN_PROCESS=false; they share the work through the database.
     """
     from parley.jobs.worker import run_worker
 
-    settings = Settings()
+    settings = load_settings()
     if concurrency is not None:
         settings.jobs.concurrency = concurrency
     configure_logging(level=settings.server.log_level, json=settings.server.log_json)
     try:
         asyncio.run(run_worker(settings))
     except ParleyError as exc:
-        Console(stderr=True).print(f"[red]error[/red] ({exc.code}): {exc.detail}")
-        raise typer.Exit(code=1) from None
+        report(exc)
