@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from parley.providers.extras import require_extra
 from parley.settings import Settings
 
 
@@ -49,6 +50,7 @@ def create_engine(settings: Settings) -> tuple[AsyncEngine, StatementCounter]:
         # pool's extra reset-on-return rollback is pure overhead on the hot path.
         kwargs["pool_reset_on_return"] = None
     else:
+        _require_postgres_extra(url)
         db = settings.db
         server_settings = {
             # Nearest-neighbour search breadth, and pgvector >= 0.8's iterative scan so that
@@ -75,6 +77,17 @@ def create_engine(settings: Settings) -> tuple[AsyncEngine, StatementCounter]:
     counter = StatementCounter()
     event.listen(engine.sync_engine, "before_cursor_execute", counter._on_execute)
     return engine, counter
+
+
+def _require_postgres_extra(url: str) -> None:
+    # SQLAlchemy imports the driver inside create_async_engine, and the vector column type
+    # needs pgvector on PostgreSQL: check both first, for one line naming the extra.
+    if not url.startswith("postgresql"):
+        return
+    reason = "PARLEY_DATABASE_URL is a PostgreSQL URL"
+    if url.split(":", 1)[0] == "postgresql+asyncpg":
+        require_extra("asyncpg", extra="postgres", reason=reason)
+    require_extra("pgvector.sqlalchemy", extra="postgres", reason=reason)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
+from parley.providers.extras import require_extra
 from parley.settings import RedisSettings
+
+if TYPE_CHECKING:
+    # Only for annotations: the ``redis`` extra is imported when PARLEY_REDIS_URL is set.
+    from redis.asyncio import Redis
 
 T = TypeVar("T")
 
@@ -33,7 +34,13 @@ def create_redis(url: str, settings: RedisSettings) -> Redis:
 
     A blocking pool makes a burst beyond ``max_connections`` wait (at most the connect
     timeout) for a free connection instead of failing at once and tripping the breaker.
+    Raises ``MissingExtra`` when the ``redis`` extra is not installed.
     """
+    require_extra("redis", extra="redis", reason="PARLEY_REDIS_URL is set")
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=settings.max_connections,
@@ -73,6 +80,10 @@ class RedisGuard:
     ) -> None:
         if retry_after_s <= 0:
             raise ValueError("retry_after_s must be > 0")
+        # A client exists, so the extra is installed; resolved once, not on every call.
+        from redis.exceptions import RedisError
+
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
         self.client = client
         self.name = name
         self._retry_after_s = retry_after_s
@@ -106,7 +117,7 @@ class RedisGuard:
         try:
             async with asyncio.timeout(self._timeout_s):
                 result = await fn(self.client)
-        except (RedisError, OSError) as exc:  # OSError covers TimeoutError and socket errors
+        except self._errors as exc:  # OSError covers TimeoutError and socket errors
             self._fail(exc)
             return None
         finally:

@@ -14,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import structlog
-from redis.asyncio import Redis
 
+from parley.providers.extras import require_extra
 from parley.providers.redis_support import RedisGuard
 from parley.settings import RedisSettings
+
+if TYPE_CHECKING:
+    # Annotations only: the ``redis`` extra is imported when a Redis URL is configured.
+    from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +47,12 @@ class Invalidations:
     ) -> None:
         self._guard = guard
         self._url = url
+        self._redis: type[Redis] | None = None
+        if url is not None:
+            require_extra("redis", extra="redis", reason="PARLEY_REDIS_URL is set")
+            from redis.asyncio import Redis
+
+            self._redis = Redis
         self._settings = settings or RedisSettings()
         self.channel = f"{self._settings.key_prefix}invalidate"
         self._pending: set[asyncio.Task[None]] = set()
@@ -66,13 +77,13 @@ class Invalidations:
 
     async def run(self, dispatch: Callable[[Event], None]) -> None:
         """Listen until cancelled; reconnect with back-off, flushing after every gap."""
-        if self._url is None:
+        if self._url is None or self._redis is None:
             return
         delay = 0.5
         first = True
         while True:
             # A dedicated connection without a read timeout: a subscription idles.
-            client = Redis.from_url(
+            client = self._redis.from_url(
                 self._url,
                 socket_connect_timeout=self._settings.connect_timeout_s,
                 socket_keepalive=True,

@@ -16,17 +16,20 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond, WindowStats, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import Redis
 
 from parley.providers.redis_support import RedisGuard
 from parley.settings import RateLimitSettings, SecuritySettings
+
+if TYPE_CHECKING:
+    # Annotations only: a guard exists only when the ``redis`` extra is installed.
+    from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from parley.providers.redis_support import RedisGuard
+
+if TYPE_CHECKING:
+    # Annotations only: importing this module must not need the ``redis`` extra.
+    from redis.asyncio import Redis
 
 
 class RedisCache:

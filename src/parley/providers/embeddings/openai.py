@@ -10,11 +10,14 @@ import numpy as np
 
 from parley.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from parley.providers.embeddings.base import EmbedKind, Vectors
+from parley.providers.extras import require_extra
+from parley.providers.llm.sdk_support import public_url
 
 if TYPE_CHECKING:
     import httpx
 
 _PLACEHOLDER_KEY = "unused"  # self-hosted servers often need no key, but the SDK insists on one
+_URL_SETTING = "PARLEY_EMBEDDINGS__BASE_URL"
 
 
 class OpenAIEmbedder:
@@ -33,12 +36,10 @@ class OpenAIEmbedder:
         max_retries: int = 2,
         max_concurrency: int = 4,
     ) -> None:
-        try:
-            import openai
-        except ImportError as exc:
-            raise ProviderUnavailable(
-                'the OpenAI embedder needs the openai SDK: pip install "parley[openai]"'
-            ) from exc
+        """Build the SDK client once; ``http_client`` is borrowed, not closed by :meth:`aclose`."""
+        require_extra("openai", extra="openai", reason="PARLEY_EMBEDDINGS__PROVIDER is openai")
+        import openai
+
         if dimension <= 0 or batch_size <= 0 or max_concurrency <= 0:
             raise ValueError("dimension, batch_size and max_concurrency must be positive")
         self._openai = openai
@@ -57,6 +58,8 @@ class OpenAIEmbedder:
             # openai>=3 types this as httpx2.AsyncClient but accepts httpx clients too.
             http_client=cast(Any, http_client),
         )
+        # Named in "not reachable" errors; computed once, without credentials.
+        self._endpoint = public_url(str(self._client.base_url))
 
     async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
         """Embed texts in batches (a few in flight at once); ``kind`` is not sent."""
@@ -88,7 +91,15 @@ class OpenAIEmbedder:
                 model=self._model, input=batch, encoding_format="float"
             )
         except openai.APITimeoutError as exc:
-            raise ProviderTimeout(f"embedding request to {self._model} timed out") from exc
+            raise ProviderTimeout(
+                f"embedding request to {self._model} at {self._endpoint} timed out",
+                url=self._endpoint,
+            ) from exc
+        except openai.APIConnectionError as exc:  # after its subclass APITimeoutError
+            raise ProviderUnavailable(
+                f"openai embeddings at {self._endpoint} is not reachable ({_URL_SETTING})",
+                url=self._endpoint,
+            ) from exc
         except openai.APIStatusError as exc:
             raise ProviderError(
                 f"embedding request to {self._model} failed with HTTP {exc.status_code}"

@@ -12,15 +12,16 @@ from parley.errors import (
     ProviderError,
     ProviderUnavailable,
 )
+from parley.providers.extras import require_extra
 from parley.providers.llm.base import GenerationRequest
 from parley.providers.llm.sdk_support import (
     PLACEHOLDER_KEY,
     http_module,
     pooled_client,
+    public_url,
     translate_error,
 )
 
-_INSTALL_HINT = 'pip install "parley[anthropic]"'
 # Anthropic stop reasons in the vocabulary of ``Completion.finish_reason``.
 _FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
@@ -45,12 +46,9 @@ class AnthropicLLM:
     ) -> None:
         """Build the SDK client once; ``http_client`` (an ``AsyncClient`` of the HTTP library
         the installed SDK uses, ``httpx2`` for 2.x) is borrowed, not closed by :meth:`aclose`."""
-        try:
-            import anthropic
-        except ImportError as exc:
-            raise ProviderUnavailable(
-                f"The Anthropic SDK is not installed: {_INSTALL_HINT}", provider=self.name
-            ) from exc
+        require_extra("anthropic", extra="anthropic", reason="PARLEY_LLM__PROVIDER is anthropic")
+        import anthropic
+
         if api_key is None:
             api_key = os.environ.get("ANTHROPIC_API_KEY")
         if api_key is None and base_url is not None:
@@ -80,6 +78,8 @@ class AnthropicLLM:
             )
         except TypeError as exc:  # an http_client of the wrong HTTP library
             raise ConfigurationError(f"Unusable http_client for Anthropic: {exc}") from exc
+        # Named in "not reachable" errors; computed once, without credentials.
+        self._endpoint = public_url(str(self._client.base_url))
 
     async def complete(self, request: GenerationRequest) -> Completion:
         """Generate the whole answer in one request."""
@@ -168,6 +168,8 @@ class AnthropicLLM:
             provider=self.name,
             model=self.model,
             timeout_s=self._timeout_s,
+            endpoint=self._endpoint,
+            setting="PARLEY_LLM__BASE_URL",
         )
 
 

@@ -12,15 +12,15 @@ from parley.errors import (
     ProviderError,
     ProviderUnavailable,
 )
+from parley.providers.extras import require_extra
 from parley.providers.llm.base import GenerationRequest
 from parley.providers.llm.sdk_support import (
     PLACEHOLDER_KEY,
     http_module,
     pooled_client,
+    public_url,
     translate_error,
 )
-
-_INSTALL_HINT = 'pip install "parley[openai]"'
 
 
 class OpenAILLM:
@@ -43,12 +43,9 @@ class OpenAILLM:
     ) -> None:
         """Build the SDK client once; ``http_client`` (an ``httpx``/``httpx2`` ``AsyncClient``
         as accepted by the installed SDK) is borrowed, not closed by :meth:`aclose`."""
-        try:
-            import openai
-        except ImportError as exc:
-            raise ProviderUnavailable(
-                f"The OpenAI SDK is not installed: {_INSTALL_HINT}", provider=self.name
-            ) from exc
+        require_extra("openai", extra="openai", reason="PARLEY_LLM__PROVIDER is openai")
+        import openai
+
         self.model = model
         self._sdk = openai
         self._timeout_s = timeout_s
@@ -78,6 +75,8 @@ class OpenAILLM:
             ) from exc
         except TypeError as exc:  # an http_client of the wrong HTTP library
             raise ConfigurationError(f"Unusable http_client for OpenAI: {exc}") from exc
+        # Named in "not reachable" errors; computed once, without credentials.
+        self._endpoint = public_url(str(self._client.base_url))
         # Reasoning models on api.openai.com reject ``max_tokens``; compatible servers may not
         # know ``max_completion_tokens`` yet.
         self._max_tokens_param = "max_completion_tokens" if base_url is None else "max_tokens"
@@ -149,6 +148,8 @@ class OpenAILLM:
             provider=self.name,
             model=self.model,
             timeout_s=self._timeout_s,
+            endpoint=self._endpoint,
+            setting="PARLEY_LLM__BASE_URL",
         )
 
 

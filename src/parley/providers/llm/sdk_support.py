@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from parley.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 
@@ -27,20 +28,52 @@ def pooled_client(http: Any, *, timeout: Any, max_connections: int) -> Any:
     return http.AsyncClient(timeout=timeout, limits=limits)
 
 
+def public_url(url: str) -> str:
+    """``url`` without what may be secret (user, password, query, fragment), for messages."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # unparsable: show nothing of it rather than risk a credential
+        return "<invalid URL>"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+
+
 def translate_error(
-    exc: Exception, *, sdk: Any, http: Any, provider: str, model: str, timeout_s: float
+    exc: Exception,
+    *,
+    sdk: Any,
+    http: Any,
+    provider: str,
+    model: str,
+    timeout_s: float,
+    endpoint: str,
+    setting: str,
 ) -> ProviderError:
     """Map an SDK error (or a raw HTTP error an SDK let through mid-stream) to a domain error.
 
-    The vendor's own message is kept in ``extra["vendor_message"]`` for logs, never in the
+    ``endpoint`` (already stripped by :func:`public_url`) and ``setting`` (the variable that
+    holds it) are named when the server cannot be reached, so the fix is obvious. The
+    vendor's own message is kept in ``extra["vendor_message"]`` for logs, never in the
     detail shown to API clients.
     """
     if isinstance(exc, sdk.APITimeoutError | http.TimeoutException):
         return ProviderTimeout(
-            f"{provider} did not answer within {timeout_s:g}s", provider=provider, model=model
+            f"{provider} LLM at {endpoint} did not answer within {timeout_s:g}s",
+            provider=provider,
+            model=model,
+            url=endpoint,
         )
     if isinstance(exc, sdk.APIConnectionError | http.TransportError):
-        return ProviderUnavailable(f"{provider} is not reachable", provider=provider, model=model)
+        return ProviderUnavailable(
+            f"{provider} LLM at {endpoint} is not reachable ({setting})",
+            provider=provider,
+            model=model,
+            url=endpoint,
+        )
     if isinstance(exc, sdk.APIStatusError):
         status = int(exc.status_code)
         return ProviderError(

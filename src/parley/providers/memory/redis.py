@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from parley.domain.chat import HistoryMessage, Role
 from parley.providers.memory import scripts
 from parley.providers.memory.base import TurnRead, TurnWrite, empty_read
 from parley.providers.redis_support import RedisGuard
 from parley.settings import RedisSettings
+
+if TYPE_CHECKING:
+    # Annotations only: importing this module must not need the ``redis`` extra.
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
 
 log = structlog.get_logger(__name__)
 
