@@ -117,9 +117,11 @@ def test_the_generated_route_list_covers_the_api() -> None:
         ("PATCH", "/v1/admin/users/{user_id}"),
         ("POST", "/v1/auth/logout"),
         ("GET", "/v1/me"),
+        ("PATCH", "/v1/me"),
     ):
         assert expected in PROTECTED
     assert ("POST", "/v1/auth/login") in PUBLIC
+    assert ("GET", "/v1/auth/setup") in PUBLIC  # the first-run signal: one boolean
     assert ("HEAD", "/livez") not in ALL_ROUTES
     assert len(ADMIN_ROUTES) >= 6, ADMIN_ROUTES
 

@@ -3,10 +3,13 @@
 The static checks run on every backend. The browser tests start a real ``parley serve``
 (auth on, fake models, embedded SQLite) and drive headless Chromium over the DevTools
 protocol: sign in with a password and with an API key, upload, ask a question and see the
-cited answer streamed, survive an expired access token through one refresh, sign out. A last
-test runs the page against a server in local dev mode (``PARLEY_AUTH=off``), where it must
-work without signing in. They are skipped when no Chromium is installed
-(``apt-get install chromium``; or point ``PARLEY_TEST_CHROMIUM`` at a binary).
+cited answer streamed, survive an expired access token through one refresh, sign out. The
+first run is walked through: the bootstrap key first, then an email and password for that
+admin, then the bootstrap key revoked from the page. Cancelled (and vanished) ingestion jobs
+end the progress poll. A last test runs the page against a server in local dev mode
+(``PARLEY_AUTH=off``), where it must work without signing in. They are skipped when no
+Chromium is installed (``apt-get install chromium``; or point ``PARLEY_TEST_CHROMIUM`` at a
+binary).
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ async def test_index_uses_the_api(client: httpx.AsyncClient) -> None:
         "/v1/auth/login",
         "/v1/auth/refresh",
         "/v1/auth/logout",
+        "/v1/auth/setup",
+        "/v1/me/keys/",
+        "PATCH",
     ):
         assert path in html, path
     for event in ('"sources"', '"token"', '"done"', '"error"'):
@@ -107,6 +113,7 @@ async def test_index_keeps_credentials_in_session_storage_and_headers(
     assert sorted(set(raw_fetches)) == [
         '"/v1/auth/login"',
         '"/v1/auth/refresh"',
+        '"/v1/auth/setup"',  # public: is this a first run (key form first)?
         '"/v1/me"',  # the API-key box checks the pasted key (with its own Bearer header)
         "path",  # inside authFetch
     ], raw_fetches
@@ -124,6 +131,9 @@ async def test_index_has_accessible_controls(client: httpx.AsyncClient) -> None:
         "login-email",
         "login-password",
         "api-key",
+        "secure-email",
+        "secure-password",
+        "secure-confirm",
     ):
         assert f'for="{control}"' in html and f'id="{control}"' in html, control
     assert 'role="log"' in html and 'role="alert"' in html
@@ -152,6 +162,16 @@ browser_test = pytest.mark.skipif(
 EMAIL = "reader@example.com"
 PASSWORD = "correct horse battery staple"
 QUESTION = "How long is the frame warranty?"
+OWNER = "owner@example.com"
+OWNER_PASSWORD = "a long and secret owner passphrase"
+KEY_FORM_FIRST = (
+    "document.getElementById('signin-methods').firstElementChild.id === 'key-form'"
+    " && !document.getElementById('setup-hint').hidden"
+)
+PASSWORD_FORM_FIRST = (
+    "document.getElementById('signin-methods').firstElementChild.id === 'login-form'"
+    " && document.getElementById('setup-hint').hidden"
+)
 
 
 def _free_port() -> int:
@@ -160,7 +180,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _server_env(data_dir: Path, *, auth: str) -> dict[str, str]:
+def _server_env(data_dir: Path, *, auth: str, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
     env.update(
         PARLEY_DATA_DIR=str(data_dir),
@@ -176,11 +196,14 @@ def _server_env(data_dir: Path, *, auth: str) -> dict[str, str]:
         PARLEY_SECURITY__ARGON2_PARALLELISM="1",
         PARLEY_SERVER__LOG_LEVEL="warning",
     )
+    env.update(extra)
     return env
 
 
-async def _create_account(data_dir: Path) -> str:
-    """A member with a password and an API key, written before the server starts."""
+async def _create_account(data_dir: Path, *, first_run: bool) -> str:
+    """A member with a password and an API key, written before the server starts; or, for
+    a first run, the bootstrap admin (no password) and its key, exactly as ``parley serve``
+    makes them on its first start (it then prints the key; here the test keeps it)."""
     settings = Settings(
         _env_file=None,
         data_dir=data_dir,
@@ -198,6 +221,10 @@ async def _create_account(data_dir: Path) -> str:
     )
     try:
         await container.prepare_database()
+        if first_run:
+            key = await container.auth.bootstrap()
+            assert key is not None
+            return key
         user = await container.accounts.create(email=EMAIL, password=PASSWORD, role="member")
         new = await container.auth.create_key(actor=SYSTEM, user_id=user.id, name="web test")
         return str(new.secret)
@@ -215,16 +242,18 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(tmp: Path, *, auth: str) -> AsyncIterator[LiveServer]:
+async def live_server(
+    tmp: Path, *, auth: str, first_run: bool = False, env: dict[str, str] | None = None
+) -> AsyncIterator[LiveServer]:
     data_dir = tmp / "data"
-    key = await _create_account(data_dir) if auth == "on" else None
+    key = await _create_account(data_dir, first_run=first_run) if auth == "on" else None
     port = _free_port()
     log = tmp / "server.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "parley", "serve", "--host", "127.0.0.1", "--port", str(port)),
             cwd=tmp,  # no stray .env file
-            env=_server_env(data_dir, auth=auth),
+            env=_server_env(data_dir, auth=auth, extra=env or {}),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -434,9 +463,11 @@ async def _ask_and_see_citations(page: Page, question: str) -> str:
 async def test_sign_in_ask_refresh_and_sign_out_in_a_browser(tmp_path: Path) -> None:
     async with live_server(tmp_path, auth="on") as server, chromium(tmp_path) as page:
         await _open(page, server.url)
-        # Not signed in: the page asks for credentials and shows nothing else.
+        # Not signed in: the page asks for credentials and shows nothing else. Not a first
+        # run (an account has a password): the password form comes first.
         await _sign_in_form_shown(page)
         assert await page.storage() == {}
+        assert await page.js(PASSWORD_FORM_FIRST)
 
         # A wrong password is refused with the server's reason; nothing is stored.
         await page.fill("#login-email", EMAIL)
@@ -503,7 +534,7 @@ async def test_sign_in_ask_refresh_and_sign_out_in_a_browser(tmp_path: Path) -> 
         assert sum("stream=true" in p for p in paths) == 2, paths
         for request in signed_in:
             headers = {k.lower(): v for k, v in request["headers"].items()}
-            if request["url"].endswith(("/v1/auth/login", "/v1/auth/refresh")):
+            if request["url"].endswith(("/v1/auth/login", "/v1/auth/refresh", "/v1/auth/setup")):
                 assert "authorization" not in headers, request["url"]
             else:
                 assert headers.get("authorization", "").startswith("Bearer "), request["url"]
@@ -567,6 +598,165 @@ async def test_revoked_credentials_send_the_page_back_to_sign_in(tmp_path: Path)
         message = await page.js("document.getElementById('signin-msg').textContent")
         assert "sign in again" in message
         assert await page.storage() == {}
+
+
+@browser_test
+async def test_first_run_key_then_email_and_password_then_revoke_the_key(tmp_path: Path) -> None:
+    async with (
+        live_server(tmp_path, auth="on", first_run=True) as server,
+        chromium(tmp_path) as page,
+        httpx.AsyncClient(base_url=server.url) as api,
+    ):
+        key = server.key
+        assert key is not None
+        assert (await api.get("/v1/auth/setup")).json() == {"needs_setup": True}
+        await _open(page, server.url)
+        await _sign_in_form_shown(page)
+        # A fresh install: no password works yet, so the key form comes first, focused,
+        # with a hint saying where the key comes from.
+        await page.until(KEY_FORM_FIRST)
+        assert await page.js("document.activeElement.id") == "api-key"
+        assert "parley serve" in await page.js("document.getElementById('setup-hint').innerText")
+
+        await page.fill("#api-key", key)
+        await page.click("#key-btn")
+        await page.until("!document.getElementById('app').hidden")
+        await page.until("!document.getElementById('secure').hidden")
+        assert await page.js("document.getElementById('h-secure').textContent") == (
+            "Secure your admin account"
+        )
+        assert await page.js("document.getElementById('secure-email').value") == (
+            "admin@parley.local"
+        )
+
+        # Typos are caught here; the server's password rule is shown as it says it.
+        await page.fill("#secure-email", OWNER)
+        await page.fill("#secure-password", OWNER_PASSWORD)
+        await page.fill("#secure-confirm", OWNER_PASSWORD + "!")
+        await page.click("#secure-btn")
+        await page.until("document.getElementById('secure-error').textContent.includes('differ')")
+        await page.fill("#secure-password", "short")
+        await page.fill("#secure-confirm", "short")
+        await page.click("#secure-btn")
+        await page.until(
+            "document.getElementById('secure-error').textContent.includes('password must be')"
+        )
+        assert (await api.get("/v1/auth/setup")).json() == {"needs_setup": True}
+
+        await page.fill("#secure-password", OWNER_PASSWORD)
+        await page.fill("#secure-confirm", OWNER_PASSWORD)
+        await page.click("#secure-btn")
+        await page.until("!document.getElementById('secure-done').hidden")
+        assert OWNER in await page.js("document.getElementById('who').textContent")
+        assert (await api.get("/v1/auth/setup")).json() == {"needs_setup": False}
+        short, patch = [r for r in page.requests if r["method"] == "PATCH"]
+        assert patch["url"].endswith("/v1/me") and short["url"] == patch["url"]
+        assert json.loads(patch["postData"]) == {"email": OWNER, "password": OWNER_PASSWORD}
+
+        # Sign out: the password form is first again, the new email already filled in.
+        await page.click("#signout")
+        await _sign_in_form_shown(page)
+        await page.until(PASSWORD_FORM_FIRST)
+        assert await page.storage() == {}
+        assert await page.js("document.getElementById('login-email').value") == OWNER
+        assert await page.js("document.activeElement.id") == "login-password"
+        await page.fill("#login-password", OWNER_PASSWORD)
+        await page.click("#login-btn")
+        await page.until("!document.getElementById('app').hidden")
+        who = await page.js("document.getElementById('who').textContent")
+        assert OWNER in who and "admin" in who and "API key" not in who
+        assert (await page.storage())["parley.kind"] == "token"
+
+        # Signed in with the password, the page offers to revoke the bootstrap key.
+        await page.until("!document.getElementById('revoke-step').hidden")
+        assert await page.js("document.getElementById('h-secure').textContent") == (
+            "Revoke the bootstrap key"
+        )
+        assert (await api.get("/v1/me", headers={"Authorization": f"Bearer {key}"})).is_success
+        await page.click("#revoke-bootstrap")
+        await page.until("document.getElementById('secure-status').textContent.includes('revoked')")
+        (revoke,) = [r for r in page.requests if r["method"] == "DELETE"]
+        assert "/v1/me/keys/" in revoke["url"]
+        gone = await api.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
+        assert gone.status_code == 401, gone.text
+        await page.click("#revoke-later")
+        assert await page.js("document.getElementById('secure').hidden") is True
+
+        # A reload shows the password form first; the key is no more on offer to revoke.
+        await page.click("#signout")
+        await _sign_in_form_shown(page)
+        await page.until(PASSWORD_FORM_FIRST)
+        await page.fill("#login-password", OWNER_PASSWORD)
+        await page.click("#login-btn")
+        await page.until("!document.getElementById('app').hidden")
+        await page.until("document.getElementById('collection').options.length >= 1")
+        await asyncio.sleep(0.5)  # the page had time to look for the key
+        assert await page.js("document.getElementById('secure').hidden") is True
+
+
+def _job_polls(page: Page) -> list[str]:
+    return [r["url"] for r in page.requests if "/v1/jobs/" in r["url"] and r["method"] == "GET"]
+
+
+async def _poll_has_stopped(page: Page) -> None:
+    polls = len(_job_polls(page))
+    await asyncio.sleep(1.5)  # more than two poll intervals
+    assert len(_job_polls(page)) == polls, _job_polls(page)[polls:]
+    assert await page.js("document.getElementById('job-progress').hidden") is True
+    assert await page.js("document.getElementById('upload-btn').disabled") is False
+
+
+@browser_test
+async def test_a_cancelled_or_vanished_job_ends_the_progress_poll(tmp_path: Path) -> None:
+    # No job runner in this server (as when `parley worker` processes run the jobs and none
+    # is up): an upload stays queued until it is cancelled.
+    no_runner = {"PARLEY_JOBS__RUN_IN_PROCESS": "false"}
+    async with (
+        live_server(tmp_path, auth="on", env=no_runner) as server,
+        chromium(tmp_path) as page,
+        httpx.AsyncClient(base_url=server.url) as api,
+    ):
+        assert server.key is not None
+        headers = {"Authorization": f"Bearer {server.key}"}
+        await _open(page, server.url)
+        await _sign_in_form_shown(page)
+        await page.fill("#api-key", server.key)
+        await page.click("#key-btn")
+        await page.until("!document.getElementById('app').hidden")
+        await page.fill("#collection-name", "queue")
+        await page.js("document.getElementById('new-collection').requestSubmit()")
+        await page.until("document.getElementById('collection').selectedOptions[0]?.value")
+        collection_id = await page.js("document.getElementById('collection').value")
+
+        await _set_files(page, "#files", DOCS / "warranty.md")
+        await page.click("#upload-btn")
+        await page.until("document.getElementById('job-status').textContent.startsWith('queued')")
+        job_id = _job_polls(page)[0].rsplit("/", 1)[1]
+        cancelled = await api.post(f"/v1/jobs/{job_id}/cancel", headers=headers)
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        await page.until(
+            "document.getElementById('job-status').textContent.startsWith('Ingestion cancelled')"
+        )
+        status = await page.js("document.getElementById('job-status').textContent")
+        assert "0 of 1 file" in status, status
+        await _poll_has_stopped(page)
+
+        # A job that vanishes while polled (its collection deleted) ends the poll with the
+        # server's reason instead of spinning.
+        await _set_files(page, "#files", DOCS / "warranty.md")
+        before = len(_job_polls(page))
+        await page.click("#upload-btn")
+        await page.until("document.getElementById('job-status').textContent.startsWith('queued')")
+        assert len(_job_polls(page)) > before
+        deleted = await api.delete(f"/v1/collections/{collection_id}", headers=headers)
+        assert deleted.status_code == 204, deleted.text
+        await page.until(
+            "document.getElementById('job-status').textContent"
+            ".startsWith('Stopped following the ingestion job')"
+        )
+        assert "not_found" in await page.js("document.getElementById('job-status').textContent")
+        await _poll_has_stopped(page)
+        assert await page.js("document.getElementById('app').hidden") is False
 
 
 @browser_test

@@ -45,19 +45,27 @@ def audited(
 
     def decorate(endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         # FastAPI reads the signature; resolve string annotations against the route's own
-        # module, then add a ``request`` parameter the wrapper needs.
+        # module, then add a ``request`` parameter the wrapper needs, unless the route has
+        # one already (FastAPI fills only one ``Request`` parameter per endpoint).
         hints = typing.get_type_hints(endpoint, include_extras=True)
         sig = inspect.signature(endpoint)
         params = [
             p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
         ]
-        params.append(
-            inspect.Parameter("_audit_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)
-        )
+        own = next((p.name for p in params if p.annotation is Request), None)
+        if own is None:
+            params.append(
+                inspect.Parameter(
+                    "_audit_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request
+                )
+            )
 
         @functools.wraps(endpoint)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            request = typing.cast(Request, kwargs.pop("_audit_request"))
+            if own is None:
+                request = typing.cast(Request, kwargs.pop("_audit_request"))
+            else:
+                request = typing.cast(Request, kwargs[own])
             result = await endpoint(*args, **kwargs)
             container = request.app.state.container
             actor = await authenticate(request)

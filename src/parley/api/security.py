@@ -19,8 +19,9 @@ from parley.domain.auth import SCOPE_ADMIN, SCOPE_CHAT, SCOPE_INGEST, SYSTEM, Pr
 from parley.errors import Forbidden, ParleyError, RateLimited, Unauthenticated
 from parley.services.rate_limits import RateDecision
 
-# Routes anyone may call (no credentials): liveness, readiness, the web page, API docs and
-# the endpoints that exchange a password or refresh token for tokens.
+# Routes anyone may call (no credentials): liveness, readiness, the web page, API docs,
+# the endpoints that exchange a password or refresh token for tokens, and the first-run
+# signal the sign-in page reads (one boolean, nothing else).
 PUBLIC_PATHS: frozenset[str] = frozenset(
     {
         "/",
@@ -32,6 +33,7 @@ PUBLIC_PATHS: frozenset[str] = frozenset(
         "/openapi.json",
         "/v1/auth/login",
         "/v1/auth/refresh",
+        "/v1/auth/setup",
     }
 )
 

@@ -58,6 +58,11 @@ class AccountRepository:
         """Whether at least one account exists."""
         return (await self.session.scalar(select(UserRow.id).limit(1))) is not None
 
+    async def any_password(self) -> bool:
+        """Whether at least one account has a password (first-run setup is over)."""
+        stmt = select(UserRow.id).where(UserRow.password_hash.is_not(None)).limit(1)
+        return (await self.session.scalar(stmt)) is not None
+
     async def users_page(self, *, limit: int, cursor: str | None) -> Page[UserRow]:
         """Users, oldest first."""
         return await keyset_page(
@@ -173,17 +178,16 @@ class AccountRepository:
             .values(revoked_at=at, revoked_reason=reason)
         )
 
-    async def revoke_families_of(self, user_id: str, *, at: datetime, reason: str) -> list[str]:
-        """Revoke every login of a user; return their ids."""
-        ids = list(
-            (
-                await self.session.scalars(
-                    select(TokenFamilyRow.id).where(
-                        TokenFamilyRow.user_id == user_id, TokenFamilyRow.revoked_at.is_(None)
-                    )
-                )
-            ).all()
+    async def revoke_families_of(
+        self, user_id: str, *, at: datetime, reason: str, keep: str | None = None
+    ) -> list[str]:
+        """Revoke every login of a user (except the login ``keep``); return their ids."""
+        stmt = select(TokenFamilyRow.id).where(
+            TokenFamilyRow.user_id == user_id, TokenFamilyRow.revoked_at.is_(None)
         )
+        if keep is not None:
+            stmt = stmt.where(TokenFamilyRow.id != keep)
+        ids = list((await self.session.scalars(stmt)).all())
         if ids:
             await self.session.execute(
                 update(TokenFamilyRow)

@@ -9,8 +9,8 @@ from sqlalchemy.exc import IntegrityError
 
 from parley.db.base import utcnow
 from parley.db.models import UserRow
-from parley.domain.auth import ROLES, Principal
-from parley.errors import Conflict, InvalidInput, NotFound
+from parley.domain.auth import ROLES, Principal, scopes_for_role
+from parley.errors import Conflict, Forbidden, InvalidInput, NotFound
 from parley.repositories.pagination import Page
 from parley.services.access import AccessPolicy
 from parley.services.auth import AuthService, normalize_email
@@ -28,6 +28,18 @@ class UserChange:
     role: str | None = None
     password: str | None = None
     disabled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnAccountChange:
+    """What a user changes on their own account (None = leave as is).
+
+    ``current_password`` is required whenever the account already has a password.
+    """
+
+    email: str | None = None
+    password: str | None = None
+    current_password: str | None = None
 
 
 class AccountService:
@@ -54,11 +66,16 @@ class AccountService:
                 f"password must be {self._min}..{MAX_PASSWORD_CHARS} characters", field="password"
             )
 
-    async def create(self, *, email: str, password: str | None, role: str = "member") -> UserRow:
-        """A new user (admin route and ``parley users create``)."""
+    @staticmethod
+    def _valid_email(email: str) -> str:
         email = normalize_email(email)
         if len(email) > 320 or not _EMAIL.match(email):
             raise InvalidInput("email is not a valid address", field="email")
+        return email
+
+    async def create(self, *, email: str, password: str | None, role: str = "member") -> UserRow:
+        """A new user (admin route and ``parley users create``)."""
+        email = self._valid_email(email)
         if role not in ROLES:
             raise InvalidInput("role must be 'admin' or 'member'", field="role")
         if password is not None:
@@ -132,6 +149,77 @@ class AccountService:
             self._auth.forget(user_id=user_id)
             self._access.invalidate(user_id)
         return row
+
+    async def update_own(self, change: OwnAccountChange, *, actor: Principal) -> UserRow:
+        """Change the caller's own email and/or password.
+
+        An account with a password needs ``current_password`` (wrong: Forbidden, counted
+        toward the login lockout). A passwordless account (the bootstrap admin) may set one
+        with an API key that carries every scope of its role and does not expire: anything
+        narrower would turn a limited key into a full, permanent password login. A new
+        password ends the user's other logins; the caller's own login stays.
+        """
+        if actor.user_id is None:
+            raise InvalidInput("this changes a user account; sign in as a user")
+        if change.email is None and change.password is None:
+            raise InvalidInput("give a new email and/or password")
+        email = self._valid_email(change.email) if change.email is not None else None
+        if change.password is not None:
+            self._check_password(change.password)
+        async with self._uow() as tx:
+            current = await tx.accounts.user(actor.user_id)
+        if current is None:
+            raise NotFound(f"user {actor.user_id} not found")
+        await self._authorize_own_change(current, change, actor=actor)
+        hashed = await self._passwords.hash(change.password) if change.password else None
+        async with self._uow(write=True) as tx:
+            row = await tx.accounts.user(actor.user_id)
+            if row is None:
+                raise NotFound(f"user {actor.user_id} not found")
+            if row.password_hash != current.password_hash:
+                # Changed while we checked: the check above was against the old password.
+                raise Conflict("the account changed meanwhile; try again")
+            if email is not None and email != row.email:
+                if await tx.accounts.user_by_email(email) is not None:
+                    raise Conflict("a user with this email already exists", field="email")
+                row.email = email
+            if hashed:
+                row.password_hash = hashed
+                await tx.accounts.revoke_families_of(
+                    row.id, at=utcnow(), reason="password", keep=actor.family_id
+                )
+            try:
+                await tx.commit()
+            except IntegrityError as exc:
+                raise Conflict("a user with this email already exists", field="email") from exc
+        # Cached principals carry the email, and the ended logins must stop at once, on
+        # every instance. Readable-collection caches are keyed by user id: nothing to drop.
+        self._auth.forget(user_id=row.id)
+        return row
+
+    async def _authorize_own_change(
+        self, user: UserRow, change: OwnAccountChange, *, actor: Principal
+    ) -> None:
+        if user.password_hash is not None:
+            if not change.current_password:
+                raise InvalidInput(
+                    "current_password is required to change the email or password",
+                    field="current_password",
+                )
+            await self._auth.confirm_password(
+                email=user.email, stored=user.password_hash, password=change.current_password
+            )
+            return
+        full_key = (
+            actor.key_id is not None
+            and actor.key_expires_at is None
+            and actor.scopes >= scopes_for_role(user.role)
+        )
+        if not full_key:
+            raise Forbidden(
+                "this account has no password yet: set one with a non-expiring API key "
+                "that carries every scope of your role"
+            )
 
     async def delete(self, user_id: str, *, actor: Principal) -> None:
         """Delete a user with their keys, logins, grants and sessions.

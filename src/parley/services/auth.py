@@ -95,6 +95,9 @@ class AuthService:
         self._cache_enabled = settings.key_cache_ttl_s > 0
         self._touched: dict[str, datetime] = {}
         self._last_flush = 0.0
+        # Once an account has a password, first-run setup is over for good: remembering it
+        # makes the public ``GET /v1/auth/setup`` free (no query) from then on.
+        self._set_up = False
 
     # bearer verification -----------------------------------------------------------------
     async def authenticate(self, credential: str) -> Principal:
@@ -205,6 +208,31 @@ class AuthService:
         access, ttl = self._signer.issue(user_id=user.id, family_id=family.id, role=user.role)
         log.info("login", user_id=user.id)
         return TokenPair(access, refresh, ttl)
+
+    async def confirm_password(self, *, email: str, stored: str | None, password: str) -> None:
+        """Check an account's current password before changing its credentials.
+
+        Failures count toward the same lockout as logins: a stolen access token must not
+        be a way to guess the password without limit. Raises Forbidden (not Unauthenticated:
+        the bearer credential itself is fine) or AccountLocked.
+        """
+        email = normalize_email(email)
+        locked = await self._lockout.locked_for(email)
+        if locked:
+            raise AccountLocked(
+                "too many failed password checks; the account is locked for a while",
+                retry_after_s=locked,
+            )
+        ok = len(password) <= MAX_PASSWORD_CHARS and await self._passwords.verify(stored, password)
+        if not ok:
+            locked = await self._lockout.record_failure(email)
+            if locked:
+                raise AccountLocked(
+                    "too many failed password checks; the account is locked for a while",
+                    retry_after_s=locked,
+                )
+            raise Forbidden("current_password is wrong", field="current_password")
+        await self._lockout.reset(email)
 
     async def _new_refresh(self, tx: object, family_id: str) -> str:
         token = new_refresh_token()
@@ -419,6 +447,15 @@ class AuthService:
             await self.flush_last_used()
 
     # first run ---------------------------------------------------------------------------
+    async def needs_setup(self) -> bool:
+        """Whether no account has a password yet, so an API key (the bootstrap key printed
+        at first start) is the only way in. One cheap query until setup is over, then none."""
+        if self._set_up:
+            return False
+        async with self._uow() as tx:
+            self._set_up = await tx.accounts.any_password()
+        return not self._set_up
+
     async def bootstrap(self) -> str | None:
         """When no account exists: create the bootstrap admin and return its one-time key.
 

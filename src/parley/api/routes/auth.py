@@ -1,11 +1,17 @@
-"""Login, token refresh and logout."""
+"""Login, token refresh, logout and the first-run signal."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
 from parley.api.deps import ContainerDep
-from parley.api.schemas.auth import LoginRequest, LogoutRequest, RefreshRequest, TokenPairRead
+from parley.api.schemas.auth import (
+    LoginRequest,
+    LogoutRequest,
+    RefreshRequest,
+    SetupRead,
+    TokenPairRead,
+)
 from parley.api.security import AnyActor, enforce_rate
 from parley.services.auth import TokenPair, normalize_email
 
@@ -47,3 +53,15 @@ async def logout(
     """End the current login: its refresh token and access tokens stop working."""
     await container.auth.logout(actor=actor, refresh_token=body.refresh_token if body else None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/setup", response_model=SetupRead)
+async def setup(request: Request, container: ContainerDep) -> SetupRead:
+    """Public: ``needs_setup`` is true while no account has a password yet.
+
+    Then the only way in is an API key (the bootstrap key ``parley serve`` printed at first
+    start), so the web page offers the key first. Nothing else is revealed.
+    """
+    # Public, so counted per client IP; after setup the answer costs no query at all.
+    await enforce_rate(request, container, "read")
+    return SetupRead(needs_setup=await container.auth.needs_setup())

@@ -1,12 +1,13 @@
-"""The caller's own account: identity, usage, API keys, provider keys."""
+"""The caller's own account: identity, email and password, usage, API keys, provider keys."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
+from parley.api.audit import audited, result_attr
 from parley.api.deps import ContainerDep
 from parley.api.schemas.auth import (
     KeyCreate,
@@ -14,13 +15,17 @@ from parley.api.schemas.auth import (
     KeyList,
     KeyRead,
     MeRead,
+    MeUpdate,
     ProviderKeyPut,
     ProviderKeyRead,
     UsageRead,
 )
-from parley.api.security import AnyActor
+from parley.api.security import AnyActor, enforce_rate
+from parley.container import Container
 from parley.db.models import ApiKeyRow
+from parley.domain.auth import Principal
 from parley.errors import InvalidInput
+from parley.services.accounts import OwnAccountChange
 from parley.services.provider_keys import ProviderKeyInfo
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
@@ -46,9 +51,7 @@ def _provider_key(info: ProviderKeyInfo) -> ProviderKeyRead:
     )
 
 
-@router.get("", response_model=MeRead)
-async def me(actor: AnyActor, container: ContainerDep) -> MeRead:
-    """Who the credential belongs to, its role and scopes."""
+async def _me_read(actor: Principal, container: Container, *, email: str | None) -> MeRead:
     kind: Literal["token", "api_key", "dev"] = (
         "dev" if actor.is_system else "api_key" if actor.key_id else "token"
     )
@@ -59,13 +62,50 @@ async def me(actor: AnyActor, container: ContainerDep) -> MeRead:
     )
     return MeRead(
         id=actor.user_id,
-        email=actor.email,
+        email=email,
         role=actor.role,
         scopes=sorted(actor.scopes),
         auth=kind,
         key_id=actor.key_id,
         provider_keys=providers,
     )
+
+
+@router.get("", response_model=MeRead)
+async def me(actor: AnyActor, container: ContainerDep) -> MeRead:
+    """Who the credential belongs to, its role and scopes."""
+    return await _me_read(actor, container, email=actor.email)
+
+
+def _changed(params: dict[str, Any], _result: Any) -> dict[str, Any]:
+    # Which fields changed, and the new email; never a password, old or new.
+    body: MeUpdate = params["body"]
+    return ({"email": body.email} if body.email is not None else {}) | (
+        {"password": "changed"} if body.password else {}
+    )
+
+
+@router.patch("", response_model=MeRead)
+@audited("user.update_own", target_type="user", target=result_attr("id"), detail=_changed)
+async def update_me(
+    body: MeUpdate, request: Request, actor: AnyActor, container: ContainerDep
+) -> MeRead:
+    """Change your own email and/or password.
+
+    ``current_password`` is required once the account has a password (missing: 422
+    ``invalid_input``; wrong: 403 ``forbidden``, counted toward the login lockout). A
+    passwordless account (the bootstrap admin) sets its first password with its full,
+    non-expiring API key. Email taken: 409; password too short: 422. A new password ends
+    your other logins (the one making this call stays signed in). Your role cannot be
+    changed here.
+    """
+    # Password checks and hashing are costly: counted like logins, per user and client IP.
+    await enforce_rate(request, container, "auth", actor.subject)
+    change = OwnAccountChange(
+        email=body.email, password=body.password, current_password=body.current_password
+    )
+    row = await container.accounts.update_own(change, actor=actor)
+    return await _me_read(actor, container, email=row.email)
 
 
 @router.get("/usage", response_model=UsageRead)

@@ -56,6 +56,30 @@ class MeRead(BaseModel):
     provider_keys: list[str] = Field(default_factory=list, description="providers only")
 
 
+class MeUpdate(BaseModel):
+    """Body of ``PATCH /v1/me``: a new email and/or password for your own account.
+
+    ``current_password`` is required when the account already has a password; a
+    passwordless account (the bootstrap admin) sets its first one with its full API key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, min_length=3, max_length=320)
+    password: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="the new password"
+    )
+    current_password: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+class SetupRead(BaseModel):
+    """Whether this installation still needs its first password (first-run sign-in)."""
+
+    needs_setup: bool = Field(
+        description="true while no account has a password: sign in with the bootstrap key"
+    )
+
+
 class UsageRead(BaseModel):
     """Token use of the caller in the current UTC day and month, with the quotas."""
 
