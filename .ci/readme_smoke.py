@@ -147,9 +147,14 @@ def main() -> None:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
     output = log_path.read_text()
+    # uvicorn re-raises the SIGINT it handled once it has shut down, so a shell reports the
+    # conventional 130 (128 + SIGINT); what matters is a clean shutdown and no traceback.
     check(
-        server.returncode == 0, f"parley serve exited 0 on Ctrl-C (got {server.returncode})", output
+        server.returncode in (0, 130) and "Application shutdown complete" in output,
+        f"parley serve shut down cleanly on Ctrl-C (exit {server.returncode})",
+        output,
     )
+    check("Traceback" not in output, "no traceback in the server's output", output)
 
     step("a built wheel, installed alone")
     wheel_dir = scratch / "dist"
