@@ -15,11 +15,11 @@ from parley.services.parsing.docx import parse_docx
 from parley.services.parsing.html import parse_html
 from parley.services.parsing.markdown import parse_markdown
 from parley.services.parsing.pdf import parse_pdf
-from parley.services.parsing.sniff import SUPPORTED, detect_mime
+from parley.services.parsing.sniff import SUPPORTED, detect_mime, supported_types
 from parley.services.parsing.tabular import parse_csv, parse_json
 from parley.services.parsing.text import parse_text
 
-__all__ = ["SUPPORTED", "detect_mime", "parse_document"]
+__all__ = ["SUPPORTED", "detect_mime", "parse_document", "supported_types"]
 
 
 class _Parser(Protocol):

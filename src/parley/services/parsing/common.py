@@ -8,6 +8,7 @@ from typing import Any
 
 from parley.domain.documents import ParsedDocument, Section
 from parley.errors import ParseError
+from parley.services.parsing.encoding import decode_bytes
 
 PATH_SEPARATOR = " > "
 _TRAILING_SPACE = re.compile(r"[ \t\f\v]+\n")
@@ -15,11 +16,12 @@ _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def decode_text(data: bytes) -> str:
-    """UTF-8 text with any BOM removed and newlines normalised to ``\\n``."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"not valid UTF-8 text: {exc}") from exc
+    """Text in UTF-8, a BOM-marked UTF, or a detected legacy encoding (latin-1, cp1252, …).
+
+    Any BOM is removed and newlines are normalised to ``\\n``. Raises ``ParseError`` when
+    the bytes are not text.
+    """
+    text, _ = decode_bytes(data)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -1,54 +1,126 @@
-"""Markdown: one section per ATX heading, with the heading path as the section heading."""
+"""Markdown (CommonMark + tables, via markdown-it-py): one section per heading, with its path.
+
+Headings are the parser's: ATX (``## Install``) and setext (``Install`` over ``-------``), but
+never a ``#`` line inside a code block, an HTML block or a quote. Section text is the source
+of each top-level block, so code blocks, lists and links stay whole and verbatim; tables
+become ``cell | cell`` rows without the ``|---|`` delimiter row.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING
 
 from parley.domain.documents import ParsedDocument, Section
 from parley.services.parsing.common import HeadingTrail, build_document, decode_text, title_or
 
-# CommonMark ATX heading: up to 3 spaces, 1-6 '#', then space or end; optional closing '#'s.
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+
+# YAML front matter (Jekyll, Hugo, MkDocs): without this, "title: x" over its closing "---"
+# would read as a setext heading.
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_YAML_KEY = re.compile(r"^[A-Za-z_][\w-]*[ \t]*:", re.MULTILINE)
+_YAML_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+
+
+@cache
+def _parser() -> MarkdownIt:
+    """The shared parser, built on first use (parsing does not mutate it)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table")
 
 
 def parse_markdown(data: bytes, *, fallback_title: str) -> ParsedDocument:
-    """Split markdown on ATX headings; '#' lines inside code fences are not headings."""
+    """Split markdown on its top-level headings; title from front matter or the first h1."""
+    source, front_title = _strip_front_matter(decode_text(data))
+    lines = source.split("\n")
+    tokens = _parser().parse(source)
     trail = HeadingTrail()
     sections: list[Section] = []
-    body: list[str] = []
-    title: str | None = None
-    fence: str | None = None
-
-    def flush() -> None:
-        sections.append(Section(text="\n".join(body), heading=trail.path))
-        body.clear()
-
-    for line in decode_text(data).split("\n"):
-        fence, in_code = _track_fence(line, fence)
-        match = None if in_code else _ATX.match(line)
-        if match is None:
-            body.append(line)
-            continue
-        flush()
-        level, text = len(match.group(1)), (match.group(2) or "").strip()
-        if level == 1 and title is None and text:
-            title = text
-        trail.enter(level, text)
-    flush()
+    blocks: list[str] = []
+    title = front_title
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        end = _block_end(tokens, index)
+        if _skipped(token):
+            pass
+        elif token.type == "heading_open":
+            sections.append(Section(text="\n\n".join(blocks), heading=trail.path))
+            blocks.clear()
+            text = _inline_text(tokens[index + 1])
+            level = int(token.tag[1:])
+            if level == 1 and title is None and text:
+                title = text
+            trail.enter(level, text)
+        elif token.type == "table_open":
+            blocks.append(_table_text(tokens[index:end]))
+        elif token.map is not None:
+            first, last = token.map
+            blocks.append("\n".join(lines[first:last]).strip("\n"))
+        index = end
+    sections.append(Section(text="\n\n".join(blocks), heading=trail.path))
     return build_document(title=title_or(title, fallback_title), sections=sections)
 
 
-def _track_fence(line: str, fence: str | None) -> tuple[str | None, bool]:
-    """New fence state and whether ``line`` is code (fence lines themselves count as code)."""
-    match = _FENCE.match(line)
-    if fence is None:
-        return (match.group(1), True) if match else (None, False)
-    # A fence closes only with the same character, at least as long, and nothing after it.
-    if match is None:
-        return fence, True
-    marker = match.group(1)
-    closes = marker[0] == fence[0] and len(marker) >= len(fence)
-    if closes and not line.strip()[len(marker) :].strip():
-        return None, True
-    return fence, True
+def _strip_front_matter(text: str) -> tuple[str, str | None]:
+    """Source without a leading YAML front matter block, and that block's ``title``."""
+    match = _FRONT_MATTER.match(text)
+    if match is None or not _YAML_KEY.search(match.group(1)):
+        return text, None
+    title = _YAML_TITLE.search(match.group(1))
+    value = title.group(1).strip("'\"") if title else None
+    return text[match.end() :], value or None
+
+
+def _skipped(token: Token) -> bool:
+    """Blocks with no readable text: thematic breaks and HTML comments (``<!-- TOC -->``)."""
+    if token.type == "hr":
+        return True
+    return token.type == "html_block" and token.content.lstrip().startswith("<!--")
+
+
+def _block_end(tokens: Sequence[Token], index: int) -> int:
+    """Index just past the block opened at ``index`` (past the token itself otherwise)."""
+    token = tokens[index]
+    if token.nesting != 1:
+        return index + 1
+    depth = 0
+    for position in range(index, len(tokens)):
+        depth += tokens[position].nesting
+        if depth == 0:
+            return position + 1
+    return len(tokens)
+
+
+def _inline_text(token: Token) -> str:
+    """Plain text of an inline token: markup dropped, code spans and image alt text kept."""
+    parts: list[str] = []
+    stack = list(reversed(token.children or []))
+    while stack:
+        child = stack.pop()
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "image":
+            stack.extend(reversed(child.children or []))
+    return " ".join("".join(parts).split())
+
+
+def _table_text(tokens: Sequence[Token]) -> str:
+    """One ``cell | cell`` line per row, header first."""
+    rows: list[str] = []
+    cells: list[str] = []
+    for token in tokens:
+        if token.type == "inline":
+            cells.append(_inline_text(token))
+        elif token.type == "tr_close":
+            rows.append(" | ".join(cells))
+            cells = []
+    return "\n".join(rows)

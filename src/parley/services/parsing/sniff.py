@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from parley.errors import UnsupportedMediaType
+from parley.services.parsing.encoding import SNIFF_BYTES, sniff_encoding
 
 TEXT = "text/plain"
 MARKDOWN = "text/markdown"
@@ -28,6 +29,7 @@ EXTENSIONS: dict[str, str] = {
     ".pdf": PDF,
     ".docx": DOCX,
     ".csv": CSV,
+    ".tsv": CSV,  # the CSV parser sniffs tabs as well as commas and semicolons
     ".json": JSON,
 }
 
@@ -54,6 +56,9 @@ _DECLARED_ALIASES: dict[str, str] = {
     "application/zip": DOCX,
     "application/x-zip-compressed": DOCX,
 }
+
+# How a detected codec reads in error details ("… but its content is UTF-8 text").
+_TEXT_DESCRIPTIONS = {"utf-8": "UTF-8 text", "utf-8-sig": "UTF-8 text"}
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
@@ -87,7 +92,10 @@ def family_of(mime: str) -> Family:
 
 
 def sniff(data: bytes) -> Sniffed:
-    """Classify ``data`` by its magic bytes, zip contents and UTF-8 validity."""
+    """Classify ``data`` by its magic bytes, zip contents and, for text, its first bytes.
+
+    Only the first ``SNIFF_BYTES`` are examined for text, so the cost is bounded.
+    """
     if data.startswith(b"%PDF-"):
         return Sniffed("pdf", "a PDF")
     if data.startswith(b"PK\x03\x04"):
@@ -95,13 +103,11 @@ def sniff(data: bytes) -> Sniffed:
     for magic, description in _MAGIC:
         if data.startswith(magic):
             return Sniffed("other", description)
-    if b"\x00" in data:
-        return Sniffed("other", "binary data (contains NUL bytes)")
-    try:
-        data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return Sniffed("other", "binary or non-UTF-8 data")
-    return Sniffed("text", "UTF-8 text")
+    sample = data[:SNIFF_BYTES]
+    codec = sniff_encoding(sample, cut=len(sample) < len(data))
+    if codec is None:
+        return Sniffed("other", "binary data (not text in any known encoding)")
+    return Sniffed("text", _TEXT_DESCRIPTIONS.get(codec, f"text ({codec})"))
 
 
 def _sniff_zip(data: bytes) -> Sniffed:
@@ -152,22 +158,15 @@ def _declared_family(mime: str) -> Family:
 def detect_mime(data: bytes, *, filename: str, declared_mime: str | None = None) -> str:
     """Supported media type of an upload, checked against its content.
 
-    The extension picks the format; the bytes must match that format's family; a specific
-    declared type must not contradict the content. Raises ``UnsupportedMediaType`` otherwise.
+    A known extension picks its parser and the bytes must match that format's family; any
+    other name is accepted when the bytes are text (parsed as plain text, or as the supported
+    type it was declared as), a PDF or a Word document. A specific declared type must not
+    contradict the content. Raises ``UnsupportedMediaType`` otherwise.
     """
     name = basename(filename) or "upload"
     declared = normalize_declared(declared_mime)
     sniffed = sniff(data)
-    ext = extension(name)
-    if ext:
-        mime = EXTENSIONS.get(ext)
-        if mime is None:
-            raise UnsupportedMediaType(
-                f"{name!r}: extension {ext!r} is not supported "
-                f"(supported: {', '.join(sorted(EXTENSIONS))})"
-            )
-    else:
-        mime = _mime_without_extension(name, declared, sniffed)
+    mime = EXTENSIONS.get(extension(name)) or _mime_from_content(name, declared, sniffed)
     expected = family_of(mime)
     if sniffed.family != expected:
         raise UnsupportedMediaType(
@@ -180,13 +179,32 @@ def detect_mime(data: bytes, *, filename: str, declared_mime: str | None = None)
     return mime
 
 
-def _mime_without_extension(name: str, declared: str | None, sniffed: Sniffed) -> str:
+def supported_types() -> str:
+    """What uploads are accepted, in words, for error details and help text."""
+    families = {ext: family_of(mime) for ext, mime in EXTENSIONS.items()}
+    parsed = sorted(ext for ext, family in families.items() if family == "text" and ext != ".txt")
+    binary = sorted(ext for ext, family in families.items() if family != "text")
+    return (
+        "any text file in UTF-8 or a legacy encoding such as latin-1 "
+        f"({_and(parsed)} are parsed by format), plus {_and(binary)} documents"
+    )
+
+
+def _and(items: list[str]) -> str:
+    return f"{', '.join(items[:-1])} and {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def _mime_from_content(name: str, declared: str | None, sniffed: Sniffed) -> str:
+    """Type of a file whose name says nothing: declared if supported, else from its bytes."""
     if declared in SUPPORTED:
         return declared
     if sniffed.family == "pdf":
         return PDF
     if sniffed.family == "docx":
         return DOCX
+    if sniffed.family == "text":
+        return TEXT
     raise UnsupportedMediaType(
-        f"{name!r} has no extension and no supported declared type; cannot tell its format"
+        f"{name!r} is {sniffed.description}, which is not supported; "
+        f"Parley accepts {supported_types()}"
     )

@@ -1,4 +1,4 @@
-"""Plain text: the whole file is one section."""
+"""Plain text, whatever the file is called: the whole file is one section."""
 
 from __future__ import annotations
 
@@ -7,5 +7,5 @@ from parley.services.parsing.common import build_document, decode_text
 
 
 def parse_text(data: bytes, *, fallback_title: str) -> ParsedDocument:
-    """Parse UTF-8 plain text; the chunker splits it into paragraphs and sentences later."""
+    """Parse text in any detected encoding; the chunker splits it into sentences later."""
     return build_document(title=fallback_title, sections=[Section(text=decode_text(data))])
