@@ -592,7 +592,7 @@ async def test_hostile_uploads(
         b, "POST", url, label="empty file", ok=[422], files=[("files", ("e.txt", b""))]
     )
     await check.send(
-        b, "POST", url, label="json instead of multipart", ok=[422], **jbody({"files": []})
+        b, "POST", url, label="json instead of multipart", ok=[415], **jbody({"files": []})
     )
     await check.send(
         b,

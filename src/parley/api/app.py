@@ -9,11 +9,16 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 
 from parley.api.errors import install_error_handlers
-from parley.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from parley.api.middleware import (
+    BodyLimitMiddleware,
+    ProblemCORSMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    UnhandledErrorMiddleware,
+)
 from parley.api.routes import admin, auth, chat, collections, health, me
 from parley.api.security import PUBLIC_PATHS, AuthenticationMiddleware, is_loopback
 from parley.container import Container
@@ -64,14 +69,18 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
         version="0.1.0",
         summary="Conversational RAG over your documents, with cited, streamed answers.",
         lifespan=lifespan,
-        max_body_size=settings.limits.max_request_bytes,
     )
-    # Innermost: credentials are verified before any body is read, and its 401s still get
-    # CORS, security headers and the request id from the middlewares around it.
+    # Outermost first: request id → security headers → CORS → last-resort 500 → body limit
+    # → authentication → (FastAPI's exception handling, routes). Every response, errors
+    # included, passes through the first three, so each carries the request id, the security
+    # headers and CORS. Innermost: credentials are verified before any body is read.
     app.add_middleware(AuthenticationMiddleware)
+    # The size limit is ours, not FastAPI's ``max_body_size``: see BodyLimitMiddleware.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
+    app.add_middleware(UnhandledErrorMiddleware)
     if settings.server.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.server.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],

@@ -1,14 +1,20 @@
-"""Domain errors → RFC 9457 problem+json, mapped in one place."""
+"""Domain errors → RFC 9457 problem+json, mapped in one place.
+
+Every error response of the API is ``application/problem+json`` with a stable ``code``:
+domain errors, request validation, the router's own 404 / 405, and what the middlewares in
+``api/middleware.py`` and ``api/security.py`` emit (they render through these handlers).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from parley import errors
 
@@ -50,12 +56,14 @@ _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
-    429: "Too Many Requests",
     404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -91,6 +99,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+# Extension members a domain error may add to its problem (anything else in ``extra`` stays
+# server-side: it may hold values the caller must not see).
+_PUBLIC_EXTRAS = ("field", "candidates")
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_JSON_TYPES = ("application/json",)
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
 def status_for(exc: errors.ParleyError) -> int:
     """HTTP status for a domain error (most specific class wins)."""
     for cls in type(exc).__mro__:
@@ -109,7 +126,12 @@ def install_error_handlers(app: FastAPI) -> None:
             log.error("request_failed", code=exc.code, detail=exc.detail)
         response = problem_response(
             status,
-            problem(status, code=exc.code, detail=exc.detail, field=exc.extra.get("field")),
+            problem(
+                status,
+                code=exc.code,
+                detail=exc.detail,
+                **{k: exc.extra.get(k) for k in _PUBLIC_EXTRAS},
+            ),
             request,
         )
         if isinstance(exc, errors.Unauthenticated):
@@ -121,6 +143,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        expected = _unexpected_media_type(request)
+        if expected is not None:
+            sent = request.headers.get("content-type") or "none"
+            wrong = f"this endpoint takes {expected}; the request's Content-Type is {sent}"
+            return problem_response(
+                415, problem(415, code="unsupported_media_type", detail=wrong[:300]), request
+            )
         issues: list[dict[str, Any]] = [
             {
                 "loc": [str(p) for p in e.get("loc", ())],
@@ -129,10 +158,7 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        detail = "invalid request"
-        if issues:
-            loc, msg = ".".join(issues[0]["loc"]), str(issues[0]["msg"])
-            detail = f"{loc}: {msg}" if loc else msg
+        detail = _json_syntax_detail(exc) or _first_issue(issues)
         return problem_response(
             422, problem(422, code="invalid_input", detail=detail, errors=issues), request
         )
@@ -142,18 +168,89 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         response = problem_response(
             exc.status_code,
-            problem(exc.status_code, code=code, detail=f"{exc.detail}", title=None),
+            problem(exc.status_code, code=code, detail=_http_detail(request, exc)),
             request,
         )
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request) or response.headers["Allow"]
         return response
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error", error_type=type(exc).__name__)
-        return problem_response(
-            500,
-            problem(500, code="internal_error", detail="an unexpected error occurred"),
-            request,
+    app.add_exception_handler(Exception, internal_error)
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 for an exception nothing else handled; logged here with its traceback."""
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return problem_response(
+        500, problem(500, code="internal_error", detail="an unexpected error occurred"), request
+    )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path accepts. Starlette's ``Allow`` names only the methods of the
+    first route matching the path, while GET and POST of one path are two routes here."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
         )
+    ]
+    return ", ".join(allowed)
+
+
+def _http_detail(request: Request, exc: StarletteHTTPException) -> str:
+    """A detail that tells a newcomer what to change; the router's own are a bare phrase."""
+    path = request.url.path[:200]
+    if exc.status_code == 404 and "route" not in request.scope:
+        return f"no endpoint at {path}; the API is described at /docs"
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request) or (exc.headers or {}).get("Allow", "")
+        return f"{request.method} is not allowed on {path}; allowed: {allowed}"
+    return f"{exc.detail}"
+
+
+def _first_issue(issues: list[dict[str, Any]]) -> str:
+    if not issues:
+        return "invalid request"
+    loc, msg = ".".join(issues[0]["loc"]), str(issues[0]["msg"])
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _json_syntax_detail(exc: RequestValidationError) -> str | None:
+    """``body is not valid JSON: <reason> at line L column C`` when the body did not parse."""
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") != "json_invalid" or loc[:1] != ("body",):
+            continue
+        reason = str((error.get("ctx") or {}).get("error") or "JSON decode error")
+        pos = loc[1] if len(loc) == 2 and isinstance(loc[1], int) else None
+        if pos is None or not isinstance(exc.body, str):
+            return f"body is not valid JSON: {reason}"
+        # As the json module counts them: lines and columns from 1.
+        line = exc.body.count("\n", 0, pos) + 1
+        column = pos - exc.body.rfind("\n", 0, pos)
+        return f"body is not valid JSON: {reason} at line {line} column {column}"
+    return None
+
+
+def _unexpected_media_type(request: Request) -> str | None:
+    """What the matched route's body must be, when the request sent a body of another type.
+
+    FastAPI does not parse a JSON body declared as anything but JSON (nor a form declared as
+    JSON), so the mismatch surfaces as a validation error; it deserves a 415 that says so.
+    """
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    if body_field is None or not has_body:
+        return None
+    sent = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if isinstance(body_field.field_info, params.Form):
+        return None if sent in _FORM_TYPES else "multipart/form-data"
+    is_json = sent in _JSON_TYPES or (sent.startswith("application/") and sent.endswith("+json"))
+    return None if is_json else "a JSON body (Content-Type: application/json)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.db.models import CollectionGrantRow, CollectionRow, DocumentRow
 from parley.repositories.pagination import Page, keyset_page
 from parley.repositories.text import storable
+
+
+class CollectionKey(NamedTuple):
+    """What name resolution needs to know about a collection."""
+
+    id: str
+    name: str
+    owner_id: str | None
 
 
 def access_clause(viewer: str, *, write: bool = False) -> ColumnElement[bool]:
@@ -74,26 +82,22 @@ class CollectionRepository:
             stmt = stmt.where(access_clause(viewer))
         return list((await self.session.scalars(stmt)).all())
 
-    async def ids_by_name(
-        self, names: Sequence[str], *, viewer: str | None, owner_id: str | None
-    ) -> dict[str, str]:
-        """Map visible collection names to ids, in one statement (unknown names are absent).
+    async def matching(self, refs: Sequence[str], *, viewer: str | None) -> list[CollectionKey]:
+        """Collections whose id *or* name is one of ``refs``, in one statement.
 
-        The caller's own collection wins when several visible ones share a name.
+        With ``viewer`` only those that user may read, so hidden collections never take part
+        in name resolution; ``viewer=None`` means no restriction.
         """
-        names = [n for n in names if storable(n)]
-        if not names:
-            return {}
-        stmt = select(CollectionRow.name, CollectionRow.id, CollectionRow.owner_id).where(
-            CollectionRow.name.in_(names)
+        refs = [r for r in refs if storable(r)]
+        if not refs:
+            return []
+        stmt = select(CollectionRow.id, CollectionRow.name, CollectionRow.owner_id).where(
+            or_(CollectionRow.id.in_(refs), CollectionRow.name.in_(refs))
         )
         if viewer is not None:
             stmt = stmt.where(access_clause(viewer))
-        found: dict[str, str] = {}
-        for name, cid, owner in (await self.session.execute(stmt)).all():
-            if name not in found or owner == owner_id:
-                found[name] = cid
-        return found
+        rows = (await self.session.execute(stmt)).all()
+        return [CollectionKey(cid, name, owner) for cid, name, owner in rows]
 
     async def readable_ids(self, viewer: str) -> set[str]:
         """Every collection id ``viewer`` may read (owned or granted), in one statement."""

@@ -1,10 +1,14 @@
-"""Which collections a principal may read: the tenancy rule on the chat and search paths.
+"""Which collections a principal may read, and what a collection reference means.
 
 Owning a collection or holding a grant on it makes it readable; admins read everything. The
 set of readable collection ids is cached per user for ``access_cache_ttl_s`` so a chat turn
 needs no extra database round trip; a collection missing from the cached set triggers one
 re-read (so a new grant or collection works at once), while a revoked grant stops serving
 within the TTL on other instances and at once on the instance that revoked it.
+
+Every route that names a collection accepts its id or its name; :func:`resolve_collections`
+is the one place that turns such a reference into an id (see :func:`pick_collection` for
+the rule).
 """
 
 from __future__ import annotations
@@ -14,9 +18,52 @@ from collections.abc import Mapping, Sequence
 from cachetools import TTLCache
 
 from parley.domain.auth import Principal
-from parley.errors import NotFound
+from parley.errors import Conflict, NotFound
+from parley.repositories.collections import CollectionKey
 from parley.services.invalidations import Invalidations
-from parley.services.uow import UnitOfWorkFactory
+from parley.services.uow import UnitOfWork, UnitOfWorkFactory
+
+
+def pick_collection(
+    ref: str, candidates: Sequence[CollectionKey], *, actor: Principal, field: str | None = None
+) -> str:
+    """The id ``ref`` designates among ``candidates`` (collections the actor may read).
+
+    1. A collection whose id is ``ref`` wins.
+    2. Otherwise ``ref`` is a name (exact, case-sensitive): one readable collection with it
+       is the answer; when several share it, the actor's own is preferred (names are
+       unique per owner); if none of them is the actor's own, ``Conflict`` lists the ids.
+    3. Nothing matches: ``NotFound``, the same answer as for a collection that exists but
+       that the actor may not read, so names cannot be probed either.
+    """
+    if any(c.id == ref for c in candidates):
+        return ref
+    named = [c for c in candidates if c.name == ref]
+    if len(named) > 1:
+        own = [c for c in named if c.owner_id == actor.user_id]
+        named = own or named
+    if not named:
+        # repr: the reference is the caller's text, possibly with characters JSON cannot encode
+        raise NotFound(f"collection {ref!r} not found", field=field)
+    if len(named) > 1:
+        ids = sorted(c.id for c in named)
+        raise Conflict(
+            f"{len(ids)} collections you can read are named {ref!r}; use one of their ids: "
+            + ", ".join(ids),
+            field=field,
+            candidates=ids,
+        )
+    return named[0].id
+
+
+async def resolve_collections(
+    tx: UnitOfWork, actor: Principal, refs: Sequence[str], *, field: str | None = None
+) -> list[str]:
+    """Collection ids for ``refs`` (ids or names) within an open unit of work, in order and
+    without duplicates; one statement whatever the number of references."""
+    candidates = await tx.collections.matching(refs, viewer=actor.viewer)
+    ids = [pick_collection(ref, candidates, actor=actor, field=field) for ref in refs]
+    return list(dict.fromkeys(ids))
 
 
 class AccessPolicy:
@@ -49,15 +96,20 @@ class AccessPolicy:
             known = await self._load(viewer)
         return [cid for cid in ids if cid in known]
 
-    async def require_readable(self, actor: Principal, ids: Sequence[str]) -> list[str]:
-        """``ids`` unchanged if the actor may read all of them, else NotFound for the first
-        that is hidden (exactly as if it did not exist)."""
-        allowed = set(await self.filter_readable(actor, ids))
-        for cid in ids:
-            if cid not in allowed:
-                # repr: the id is the caller's text, possibly with characters JSON cannot encode
-                raise NotFound(f"collection {cid!r} not found", field="collection_ids")
-        return list(ids)
+    async def resolve(
+        self, actor: Principal, refs: Sequence[str], *, field: str | None = None
+    ) -> list[str]:
+        """Ids of the collections ``refs`` designate (see :func:`pick_collection`).
+
+        References that are all ids in the actor's cached readable set are answered without
+        a database round trip; anything else (a name, an admin's reference) takes one.
+        """
+        viewer = actor.viewer
+        known = self._cache.get(viewer) if self._cache is not None and viewer else None
+        if known is not None and all(ref in known for ref in refs):
+            return list(dict.fromkeys(refs))
+        async with self._uow() as tx:
+            return await resolve_collections(tx, actor, refs, field=field)
 
     def invalidate(self, user_id: str | None = None) -> None:
         """Forget cached sets (one user's, or everyone's) after a grant or collection change,

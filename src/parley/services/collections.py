@@ -98,18 +98,17 @@ class CollectionService:
             return await self._view(tx, row)
 
     async def resolve(self, ref: str, *, actor: Principal) -> CollectionView:
-        """A readable collection by id or by name (the actor's own wins a name clash)."""
-        async with self._uow() as tx:
-            row = await tx.collections.get(ref, viewer=actor.viewer)
-            if row is None:
-                by_name = await tx.collections.ids_by_name(
-                    [ref], viewer=actor.viewer, owner_id=actor.user_id
-                )
-                if ref in by_name:
-                    row = await tx.collections.get(by_name[ref])
-            if row is None:
-                raise NotFound(f"collection {ref!r} not found")
-            return await self._view(tx, row)
+        """A readable collection by id or by name (see ``access.pick_collection``)."""
+        collection_id = await self.resolve_id(ref, actor=actor)
+        return await self.get(collection_id, actor=actor)
+
+    async def resolve_id(self, ref: str, *, actor: Principal) -> str:
+        """The id of the readable collection ``ref`` (an id or a name) designates.
+
+        NotFound if none (or only hidden ones) match, Conflict if the name is ambiguous.
+        What the actor may then *do* with it is checked by each use case.
+        """
+        return (await self._access.resolve(actor, [ref]))[0]
 
     @staticmethod
     async def _view(tx: UnitOfWork, row: CollectionRow) -> CollectionView:

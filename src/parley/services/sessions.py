@@ -10,6 +10,7 @@ from parley.errors import InvalidInput, NotFound
 from parley.providers.memory.base import TurnStore
 from parley.repositories.pagination import Page
 from parley.repositories.text import require_storable
+from parley.services.access import resolve_collections
 from parley.services.uow import UnitOfWorkFactory
 from parley.settings import LimitSettings
 
@@ -35,7 +36,11 @@ class SessionService:
     async def create(
         self, *, actor: Principal, collection_ids: list[str], title: str | None = None
     ) -> SessionView:
-        """Start a session owned by the actor over collections it may read (id or name)."""
+        """Start a session owned by the actor over collections it may read.
+
+        Each collection is given by id or by name (see ``access.pick_collection``); the
+        session stores ids.
+        """
         ids = list(dict.fromkeys(collection_ids))
         if not ids:
             raise InvalidInput("at least one collection id is required", field="collection_ids")
@@ -48,18 +53,7 @@ class SessionService:
             raise InvalidInput(f"title is limited to {self._limits.max_name_chars} characters")
         require_storable(title, field="title")
         async with self._uow(write=True) as tx:
-            viewer = actor.viewer
-            found = {c.id for c in await tx.collections.get_many(ids, viewer=viewer)}
-            by_name = await tx.collections.ids_by_name(
-                [r for r in ids if r not in found], viewer=viewer, owner_id=actor.user_id
-            )
-            resolved: list[str] = []
-            for ref in ids:
-                cid = ref if ref in found else by_name.get(ref)
-                if cid is None:
-                    raise NotFound(f"collection {ref!r} not found", field="collection_ids")
-                resolved.append(cid)
-            resolved = list(dict.fromkeys(resolved))
+            resolved = await resolve_collections(tx, actor, ids, field="collection_ids")
             row = await tx.sessions.add(
                 SessionRow(collection_ids=resolved, title=title, owner_id=actor.user_id)
             )

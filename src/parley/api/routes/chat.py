@@ -44,8 +44,11 @@ def _session(view: SessionView) -> SessionRead:
 
 @router.post("/search", response_model=SearchResponse)
 async def search(body: SearchRequest, actor: ChatActor, container: ContainerDep) -> SearchResponse:
-    """Hybrid search across collections the caller may read (debugging and reuse)."""
-    ids = await container.access.require_readable(actor, list(dict.fromkeys(body.collection_ids)))
+    """Hybrid search across collections the caller may read (debugging and reuse).
+
+    Collections are given by id or by name, resolved as on every other route.
+    """
+    ids = await container.access.resolve(actor, body.collection_ids, field="collection_ids")
     hits = await container.retrieval.search(
         SearchQuery(text=body.query, collection_ids=ids, top_k=body.top_k, filters=body.filters),
         require_collections=True,
@@ -75,7 +78,8 @@ async def search(body: SearchRequest, actor: ChatActor, container: ContainerDep)
 async def create_session(
     body: SessionCreate, actor: ChatActor, container: ContainerDep
 ) -> SessionRead:
-    """Start a chat session over one or more collections the caller may read."""
+    """Start a chat session over one or more collections the caller may read (ids or names);
+    the session keeps their ids."""
     return _session(
         await container.sessions.create(
             actor=actor, collection_ids=body.collection_ids, title=body.title

@@ -1,11 +1,17 @@
-"""Collections, their documents, uploads and ingestion jobs."""
+"""Collections, their documents, uploads and ingestion jobs.
+
+``{collection_id}`` in every path below is a collection's id or its name; the
+dependencies :data:`ReadableRef` and :data:`IngestRef` resolve it once, with the same rule
+as ``collection_ids`` in search and sessions (``services.access.pick_collection``), so
+routes, services and the audit log only ever see ids.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile, status
 
 from parley.api.audit import audited, path_param
 from parley.api.deps import ContainerDep, PageDep
@@ -28,6 +34,34 @@ from parley.services.collections import CollectionView
 from parley.services.ingestion import UploadedFile
 
 router = APIRouter(prefix="/v1", tags=["collections"])
+
+CollectionPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        description="the collection's id, or its name (URL-encoded; a name containing '/' "
+        "can only be reached by id)",
+    ),
+]
+
+
+# Two resolvers because each takes the same actor dependency as the routes that use it:
+# FastAPI then authenticates, checks scopes and counts the rate limit once, before resolving.
+async def _readable(collection_id: CollectionPath, actor: AnyActor, container: ContainerDep) -> str:
+    return await container.collections.resolve_id(collection_id, actor=actor)
+
+
+async def _ingestable(
+    collection_id: CollectionPath, actor: IngestActor, container: ContainerDep
+) -> str:
+    return await container.collections.resolve_id(collection_id, actor=actor)
+
+
+ReadableRef = Annotated[str, Depends(_readable)]
+"""The id of the collection named in the path, for routes open to any caller."""
+IngestRef = Annotated[str, Depends(_ingestable)]
+"""The id of the collection named in the path, for routes that need the ingest scope."""
 
 
 def _collection(view: CollectionView) -> CollectionRead:
@@ -121,7 +155,7 @@ async def list_collections(
 
 @router.get("/collections/{collection_id}", response_model=CollectionRead)
 async def get_collection(
-    collection_id: str, actor: AnyActor, container: ContainerDep
+    collection_id: ReadableRef, actor: AnyActor, container: ContainerDep
 ) -> CollectionRead:
     """One collection."""
     return _collection(await container.collections.get(collection_id, actor=actor))
@@ -130,7 +164,7 @@ async def get_collection(
 @router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
 @audited("collection.delete", target_type="collection", target=path_param("collection_id"))
 async def delete_collection(
-    collection_id: str, actor: IngestActor, container: ContainerDep
+    collection_id: IngestRef, actor: IngestActor, container: ContainerDep
 ) -> Response:
     """Delete a collection (owner or admin) with all its documents, chunks and jobs."""
     await container.collections.delete(collection_id, actor=actor)
@@ -143,7 +177,7 @@ async def delete_collection(
     response_model=UploadAccepted,
 )
 async def upload_documents(
-    collection_id: str,
+    collection_id: IngestRef,
     actor: IngestActor,
     container: ContainerDep,
     files: Annotated[list[UploadFile], File(description="one or more files")],
@@ -187,7 +221,7 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
 
 @router.get("/collections/{collection_id}/documents", response_model=DocumentList)
 async def list_documents(
-    collection_id: str,
+    collection_id: ReadableRef,
     actor: AnyActor,
     container: ContainerDep,
     page: PageDep,
@@ -256,7 +290,7 @@ def _grant(row: CollectionGrantRow) -> GrantRead:
     detail=lambda _p, r: {"user_id": r.user_id, "permission": r.permission},
 )
 async def share_collection(
-    collection_id: str, body: GrantCreate, actor: IngestActor, container: ContainerDep
+    collection_id: IngestRef, body: GrantCreate, actor: IngestActor, container: ContainerDep
 ) -> GrantRead:
     """Share a collection you own with another user, for ``read`` or ``write``.
 
@@ -275,7 +309,9 @@ async def share_collection(
 
 
 @router.get("/collections/{collection_id}/grants", response_model=GrantList)
-async def list_grants(collection_id: str, actor: AnyActor, container: ContainerDep) -> GrantList:
+async def list_grants(
+    collection_id: ReadableRef, actor: AnyActor, container: ContainerDep
+) -> GrantList:
     """Who a collection you own is shared with."""
     rows = await container.collections.grants(collection_id, actor=actor)
     return GrantList(items=[_grant(g) for g in rows])
@@ -291,7 +327,7 @@ async def list_grants(collection_id: str, actor: AnyActor, container: ContainerD
     detail=lambda p, _r: {"user_id": p["user_id"]},
 )
 async def unshare_collection(
-    collection_id: str, user_id: str, actor: IngestActor, container: ContainerDep
+    collection_id: IngestRef, user_id: str, actor: IngestActor, container: ContainerDep
 ) -> Response:
     """Withdraw a user's access to a collection you own."""
     await container.collections.unshare(collection_id, actor=actor, user_id=user_id)

@@ -14,7 +14,9 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=2000)
-    collection_ids: list[str] = Field(min_length=1, max_length=20)
+    collection_ids: list[str] = Field(
+        min_length=1, max_length=20, description="collection ids or names"
+    )
     top_k: int = Field(default=6, ge=1, le=50)
     filters: dict[str, Any] = Field(default_factory=dict, max_length=20)
 
@@ -47,7 +49,9 @@ class SessionCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    collection_ids: list[str] = Field(min_length=1, max_length=20)
+    collection_ids: list[str] = Field(
+        min_length=1, max_length=20, description="collection ids or names (stored as ids)"
+    )
     title: str | None = Field(default=None, max_length=200)
 
 
