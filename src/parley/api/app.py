@@ -24,6 +24,7 @@ from parley.api.security import PUBLIC_PATHS, AuthenticationMiddleware, is_loopb
 from parley.container import Container
 from parley.errors import ConfigurationError
 from parley.settings import Settings
+from parley.version import package_version
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,7 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
 
     app = FastAPI(
         title="Parley",
-        version="0.1.0",
+        version=package_version(),
         summary="Conversational RAG over your documents, with cited, streamed answers.",
         lifespan=lifespan,
     )
