@@ -15,6 +15,16 @@ class ParleyError(Exception):
         self.detail = detail or (self.__class__.__doc__ or self.code).strip()
         self.extra = extra
 
+    @property
+    def public_detail(self) -> str:
+        """The detail for API clients: without the internal ``url`` an operator's detail names.
+
+        "openai LLM at http://10.0.0.5:11434/v1 is not reachable" helps whoever runs the server
+        (logs, CLI) but would show every API user the internal network.
+        """
+        url = self.extra.get("url")
+        return self.detail.replace(f" at {url}", "") if url else self.detail
+
 
 class NotFound(ParleyError):
     """The requested resource does not exist."""

@@ -113,3 +113,15 @@ async def test_unreachable_embeddings_server_names_url_and_setting(closed_port: 
 )
 def test_public_url_drops_credentials(url: str, shown: str) -> None:
     assert public_url(url) == shown
+
+
+def test_api_clients_are_not_shown_the_internal_url() -> None:
+    # The operator's detail names the server; the HTTP answer keeps the rest of the sentence.
+    from parley.errors import ProviderUnavailable
+
+    exc = ProviderUnavailable(
+        "openai LLM at http://10.0.0.5:11434/v1 is not reachable (PARLEY_LLM__BASE_URL)",
+        url="http://10.0.0.5:11434/v1",
+    )
+    assert exc.public_detail == "openai LLM is not reachable (PARLEY_LLM__BASE_URL)"
+    assert ProviderUnavailable("plain").public_detail == "plain"

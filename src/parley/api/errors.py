@@ -129,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
             problem(
                 status,
                 code=exc.code,
-                detail=exc.detail,
+                detail=exc.public_detail,
                 **{k: exc.extra.get(k) for k in _PUBLIC_EXTRAS},
             ),
             request,

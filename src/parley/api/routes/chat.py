@@ -155,4 +155,4 @@ async def _sse(chat: ChatService, turn: PreparedTurn) -> AsyncIterator[bytes]:
     except ParleyError as exc:
         # Headers are already sent: report the failure as a final problem event.
         code = status_for(exc)
-        yield encode_event("error", problem(code, code=exc.code, detail=exc.detail))
+        yield encode_event("error", problem(code, code=exc.code, detail=exc.public_detail))
