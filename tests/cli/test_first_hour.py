@@ -28,6 +28,7 @@ from parley.version import package_version
 from tests.conftest import DOCS
 
 runner = CliRunner()
+COMMANDS = ["serve", "worker", "ask", "chat", "eval", "config", "migrate", "ingest", "collections"]
 
 
 def test_version_is_the_installed_distribution() -> None:
@@ -46,7 +47,10 @@ def test_help_is_shown_as_written() -> None:
         "--password" in users.output
         and "[required]" not in users.output.split("--password")[1].split("\n")[0]
     )
-    assert "``" not in runner.invoke(app, ["--help"]).output
+    for command in [[], *([name] for name in COMMANDS), ["users", "create"], ["keys", "create"]]:
+        shown = runner.invoke(app, [*command, "--help"])
+        assert shown.exit_code == 0, command
+        assert "``" not in shown.output, command
 
 
 @pytest.mark.parametrize(
@@ -57,7 +61,12 @@ def test_help_is_shown_as_written() -> None:
             "ollama",
             "invalid setting PARLEY_LLM__PROVIDER='ollama': Input should be 'extractive'",
         ),
-        ("PARLEY_RATE_LIMITS__CHAT", "lots", "invalid setting PARLEY_RATE_LIMITS__CHAT='lots'"),
+        (
+            "PARLEY_RATE_LIMITS__CHAT",
+            "lots",
+            "invalid setting PARLEY_RATE_LIMITS__CHAT='lots': invalid rate limit 'lots': "
+            "expected 'N/unit' parts joined by ';'",
+        ),
         ("PARLEY_SERVER__PORT", "99999", "invalid setting PARLEY_SERVER__PORT='99999'"),
     ],
 )

@@ -47,10 +47,16 @@ def validate_rule(value: str) -> str:
     try:
         items = parse_many(value)
     except ValueError as exc:
-        raise ValueError(f"invalid rate limit {value!r}: {exc}") from exc
+        raise ValueError(
+            f"invalid rate limit {value!r}: expected 'N/unit' parts joined by ';' (unit: "
+            f"second, minute, hour or day), e.g. '60/minute;1000/hour' ({exc})"
+        ) from exc
     # A zero budget would refuse everything; disabling is what ``enabled = false`` is for.
     if any(item.amount <= 0 for item in items):
-        raise ValueError(f"invalid rate limit {value!r}: amounts must be positive")
+        raise ValueError(
+            f"invalid rate limit {value!r}: amounts must be positive "
+            "(PARLEY_RATE_LIMITS__ENABLED=false turns limits off)"
+        )
     return value
 
 
