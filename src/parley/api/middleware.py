@@ -149,7 +149,7 @@ class BodyLimitMiddleware:
             await _too_large(RequestTooLarge(self.max_bytes), scope, send)
             return
         received = 0
-        started = False
+        tracked = _TrackedSend(send)
 
         async def counted_receive() -> Message:
             nonlocal received
@@ -160,19 +160,29 @@ class BodyLimitMiddleware:
                     raise RequestTooLarge(self.max_bytes)
             return message
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, counted_receive, tracked)
         except RequestTooLarge as exc:
             # Usually rendered by the route's exception handling already; this covers a body
             # read outside a route. Once a response has started it cannot be replaced.
-            if started:
+            if tracked.started:
                 raise
             await _too_large(exc, scope, send)
+
+
+class _TrackedSend:
+    """``send`` that remembers whether the response has started (then it cannot be replaced)."""
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 async def _too_large(exc: RequestTooLarge, scope: Scope, send: Send) -> None:
@@ -202,17 +212,11 @@ class UnhandledErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = _TrackedSend(send)
         try:
-            await self.app(scope, receive, tracked_send)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
-            if started:
+            if tracked.started:
                 raise
             response = await internal_error(Request(scope), exc)
             await response(scope, _no_body, send)

@@ -178,23 +178,14 @@ class AuthService:
     async def login(self, *, email: str, password: str) -> TokenPair:
         """Verify a password and start a login (token family)."""
         email = normalize_email(email)
-        locked = await self._lockout.locked_for(email)
-        if locked:
-            raise AccountLocked(
-                "too many failed logins; the account is locked for a while",
-                retry_after_s=locked,
-            )
+        await self._raise_if_locked(email, "logins")
         async with self._uow() as tx:
             user = await tx.accounts.user_by_email(email)
         stored = user.password_hash if user is not None else None
-        ok = len(password) <= MAX_PASSWORD_CHARS and await self._passwords.verify(stored, password)
+        # Unknown emails are verified against nothing (same time) and lock the same way.
+        ok = await self._verify(stored, password)
         if not ok or user is None or user.disabled:
-            locked = await self._lockout.record_failure(email)
-            if locked:
-                raise AccountLocked(
-                    "too many failed logins; the account is locked for a while",
-                    retry_after_s=locked,
-                )
+            await self._record_failure(email, "logins")
             raise Unauthenticated("wrong email or password")
         await self._lockout.reset(email)
         async with self._uow(write=True) as tx:
@@ -217,22 +208,33 @@ class AuthService:
         the bearer credential itself is fine) or AccountLocked.
         """
         email = normalize_email(email)
+        await self._raise_if_locked(email, "password checks")
+        if not await self._verify(stored, password):
+            await self._record_failure(email, "password checks")
+            raise Forbidden("current_password is wrong", field="current_password")
+        await self._lockout.reset(email)
+
+    async def _verify(self, stored: str | None, password: str) -> bool:
+        return len(password) <= MAX_PASSWORD_CHARS and await self._passwords.verify(
+            stored, password
+        )
+
+    async def _raise_if_locked(self, email: str, attempts: str) -> None:
         locked = await self._lockout.locked_for(email)
         if locked:
             raise AccountLocked(
-                "too many failed password checks; the account is locked for a while",
+                f"too many failed {attempts}; the account is locked for a while",
                 retry_after_s=locked,
             )
-        ok = len(password) <= MAX_PASSWORD_CHARS and await self._passwords.verify(stored, password)
-        if not ok:
-            locked = await self._lockout.record_failure(email)
-            if locked:
-                raise AccountLocked(
-                    "too many failed password checks; the account is locked for a while",
-                    retry_after_s=locked,
-                )
-            raise Forbidden("current_password is wrong", field="current_password")
-        await self._lockout.reset(email)
+
+    async def _record_failure(self, email: str, attempts: str) -> None:
+        """Count a failed attempt; raise AccountLocked if it was the one too many."""
+        locked = await self._lockout.record_failure(email)
+        if locked:
+            raise AccountLocked(
+                f"too many failed {attempts}; the account is locked for a while",
+                retry_after_s=locked,
+            )
 
     async def _new_refresh(self, tx: object, family_id: str) -> str:
         token = new_refresh_token()
