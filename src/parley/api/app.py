@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -19,6 +18,7 @@ from parley.api.middleware import (
     SecurityHeadersMiddleware,
     UnhandledErrorMiddleware,
 )
+from parley.api.openapi import install_openapi
 from parley.api.routes import admin, auth, chat, collections, health, me
 from parley.api.security import PUBLIC_PATHS, AuthenticationMiddleware, is_loopback
 from parley.container import Container
@@ -104,7 +104,7 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
     app.include_router(collections.router)
     app.include_router(chat.router)
 
-    _document_bearer_auth(app)
+    install_openapi(app, public_paths=PUBLIC_PATHS)
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     async def index() -> str:
@@ -112,30 +112,3 @@ def create_app(settings: Settings, *, container: Container | None = None) -> Fas
         return resources.files("parley.web").joinpath("index.html").read_text("utf-8")
 
     return app
-
-
-def _document_bearer_auth(app: FastAPI) -> None:
-    """Declare ``Authorization: Bearer`` in the OpenAPI document (so ``/docs`` can send it)
-    on every operation except the public ones."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
-        schema.setdefault("components", {})["securitySchemes"] = {
-            "bearer": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An API key (pk_...) or an access token from /v1/auth/login",
-            }
-        }
-        for path, operations in schema.get("paths", {}).items():
-            if path in PUBLIC_PATHS:
-                continue
-            for operation in operations.values():
-                operation["security"] = [{"bearer": []}]
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

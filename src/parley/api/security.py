@@ -6,11 +6,15 @@ walks the app's route table to make sure none is left unprotected.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Request
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parley.api.deps import get_container
@@ -18,6 +22,8 @@ from parley.container import Container
 from parley.domain.auth import SCOPE_ADMIN, SCOPE_CHAT, SCOPE_INGEST, SYSTEM, Principal
 from parley.errors import Forbidden, ParleyError, RateLimited, Unauthenticated
 from parley.services.rate_limits import RateDecision
+
+log = structlog.get_logger(__name__)
 
 # Routes anyone may call (no credentials): liveness, readiness, the web page, API docs,
 # the endpoints that exchange a password or refresh token for tokens, and the first-run
@@ -72,25 +78,133 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def client_ip(request: Request, trusted_proxies: list[str]) -> str:
-    """The client's address; ``X-Forwarded-For`` only counts when sent by a trusted proxy.
+# Headers by which a proxy (or anyone pretending to be one) describes the original request.
+# Parley believes X-Forwarded-For only from PARLEY_SECURITY__TRUSTED_PROXIES and reads none
+# of the others; local dev mode refuses requests carrying any of them.
+FORWARDING_HEADERS: tuple[str, ...] = (
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+)
 
-    Otherwise anyone could rotate that header to escape per-IP limits.
+UNVERIFIED = "unverified"
+"""The client address when the server rewrote the peer address itself (see below)."""
+
+_REWRITE_WARNING_EVERY_S = 60.0
+_last_rewrite_warning = 0.0
+
+
+def client_ip(request: Request, trusted_proxies: Sequence[str]) -> str:
+    """The client's address: the one rule behind per-IP rate limits, the audit log and the
+    dev-mode loopback check.
+
+    It is the TCP peer (``scope["client"]``), unless the peer is a trusted proxy (an address
+    or network in ``trusted_proxies``): then it is the right-most ``X-Forwarded-For`` hop
+    that is not a trusted proxy. Otherwise anyone could rotate that header to escape per-IP
+    limits. No other forwarding header (``Forwarded``, ``X-Real-IP``...) is read.
+
+    A server that applies proxy headers itself (uvicorn's default ``--proxy-headers``, which
+    trusts any loopback peer) replaces the peer with a forwarded hop before Parley sees it,
+    and the real peer is lost. That is recognized (the "peer" is one of the forwarded hops,
+    port included, which a real TCP peer never is) and such requests all share the address
+    :data:`UNVERIFIED`, so rotating the header gains nothing; a warning says what to fix.
     """
     cached: str | None = request.scope.get(_CLIENT_IP)
     if cached is not None:
         return cached
-    peer = request.client.host if request.client else "unknown"
-    ip = peer
-    if trusted_proxies and peer in trusted_proxies:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        # The right-most address not added by a trusted proxy is the real client.
-        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
-            if hop not in trusted_proxies:
-                ip = hop[:64]
-                break
+    client = request.scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    hops = _forwarded_hops(request.headers)
+    if client and (peer, _port(client)) in hops:
+        ip = UNVERIFIED
+        _warn_rewritten(peer)
+    else:
+        ip = peer
+        if _trusted(peer, tuple(trusted_proxies)):
+            # The right-most address not added by a trusted proxy is the real client.
+            for hop in reversed(request.headers.get("x-forwarded-for", "").split(",")):
+                address = hop.strip()
+                if address and not _trusted(address, tuple(trusted_proxies)):
+                    ip = address[:64]
+                    break
     request.scope[_CLIENT_IP] = ip
     return ip
+
+
+def _port(client: Sequence[Any]) -> int:
+    try:
+        return int(client[1])
+    except (IndexError, TypeError, ValueError):
+        return 0
+
+
+def _forwarded_hops(headers: Headers) -> set[tuple[str, int]]:
+    """(host, port) of every hop named by X-Forwarded-For or Forwarded (port 0 if none), as
+    a server's proxy-header support would parse them into ``scope["client"]``."""
+    values = ",".join(headers.getlist("x-forwarded-for")).split(",")
+    # Forwarded: elements separated by commas, pairs by semicolons; only ``for=`` names a hop.
+    for pair in ",".join(headers.getlist("forwarded")).replace(",", ";").split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name.strip().lower() == "for":
+            values.append(value.strip().strip('"'))
+    return {_host_port(v.strip()) for v in values if v.strip()}
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    if value.startswith("["):  # [v6]:port
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:  # v4:port
+        host, _, port = value.partition(":")
+    else:
+        host, port = value, ""
+    return host, int(port) if port.isdigit() else 0
+
+
+@functools.lru_cache(maxsize=64)
+def _networks(
+    trusted_proxies: tuple[str, ...],
+) -> tuple[frozenset[str], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+    literals: set[str] = set()
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in trusted_proxies:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            literals.add(entry.strip())
+    return frozenset(literals), tuple(networks)
+
+
+def _trusted(host: str, trusted_proxies: tuple[str, ...]) -> bool:
+    """Whether ``host`` is one of the trusted proxies (an address, a network in CIDR
+    notation, or another literal such as a unix socket name)."""
+    if not trusted_proxies:
+        return False
+    literals, networks = _networks(trusted_proxies)
+    if host in literals:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def _warn_rewritten(peer: str) -> None:
+    global _last_rewrite_warning
+    now = time.monotonic()
+    if now - _last_rewrite_warning < _REWRITE_WARNING_EVERY_S:
+        return
+    _last_rewrite_warning = now
+    log.warning(
+        "client_address_rewritten_by_server",
+        forwarded_address=peer[:64],
+        detail="the server replaced the client address with an X-Forwarded-For hop, so the "
+        "real peer is unknown; run it without proxy headers (parley serve does; uvicorn "
+        "--no-proxy-headers) and list proxies in PARLEY_SECURITY__TRUSTED_PROXIES",
+    )
 
 
 def _bearer(request: Request) -> str:
@@ -110,12 +224,12 @@ async def authenticate(request: Request) -> Principal:
         return cached
     container = get_container(request)
     if container.settings.auth == "off":
-        # Dev mode serves local clients only, even if the process was bound more widely.
-        if not is_loopback(request.client.host if request.client else None):
-            raise Forbidden("local dev mode (PARLEY_AUTH=off) accepts loopback clients only")
         # A local reverse proxy or tunnel would make remote callers look local.
-        if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        if any(name in request.headers for name in FORWARDING_HEADERS):
             raise Forbidden("local dev mode (PARLEY_AUTH=off) refuses proxied requests")
+        # Dev mode serves local clients only, even if the process was bound more widely.
+        if not is_loopback(client_ip(request, container.settings.security.trusted_proxies)):
+            raise Forbidden("local dev mode (PARLEY_AUTH=off) accepts loopback clients only")
         principal = SYSTEM
     else:
         principal = await container.auth.authenticate(_bearer(request))

@@ -124,6 +124,18 @@ class AccountRepository:
             return None
         return await self.session.get(ApiKeyRow, key_id)
 
+    async def revoke_keys_of(self, user_id: str, *, at: datetime) -> list[str]:
+        """Revoke every key of a user not revoked yet; return their ids."""
+        stmt = select(ApiKeyRow.id).where(
+            ApiKeyRow.user_id == user_id, ApiKeyRow.revoked_at.is_(None)
+        )
+        ids = list((await self.session.scalars(stmt)).all())
+        if ids:
+            await self.session.execute(
+                update(ApiKeyRow).where(ApiKeyRow.id.in_(ids)).values(revoked_at=at)
+            )
+        return ids
+
     async def touch_keys(self, used: dict[str, datetime]) -> None:
         """Record last-used times (batched, off the request path)."""
         for key_id, at in used.items():

@@ -23,11 +23,12 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{1,63}$")
 
 @dataclass(frozen=True, slots=True)
 class UserChange:
-    """A partial update (None = leave as is)."""
+    """A partial update (None = leave as is); ``revoke_keys`` also revokes every API key."""
 
     role: str | None = None
     password: str | None = None
     disabled: bool | None = None
+    revoke_keys: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,23 +116,26 @@ class AccountService:
             return await tx.accounts.users_page(limit=limit, cursor=cursor)
 
     async def update(self, user_id: str, change: UserChange, *, actor: Principal) -> UserRow:
-        """Change role, password or disabled state; the last enabled admin stays one."""
+        """Change role, password or disabled state, and/or revoke every API key.
+
+        Any of these ends every login of the user (a reset after a compromise, with a new
+        password and ``revoke_keys``, leaves none of their old credentials working). The last
+        enabled admin stays one.
+        """
         if change.role is not None and change.role not in ROLES:
             raise InvalidInput("role must be 'admin' or 'member'", field="role")
         if change.password is not None:
             self._check_password(change.password)
         hashed = await self._passwords.hash(change.password) if change.password else None
-        signs_out = bool(hashed) or change.disabled is True or change.role is not None
         async with self._uow(write=True) as tx:
             row = await tx.accounts.user(user_id)
             if row is None:
                 raise NotFound(f"user {user_id} not found")
+            new_role = change.role is not None and change.role != row.role
             losing_admin = (
                 row.role == "admin"
                 and not row.disabled
-                and (
-                    (change.role is not None and change.role != "admin") or change.disabled is True
-                )
+                and ((new_role and change.role != "admin") or change.disabled is True)
             )
             if losing_admin and await tx.accounts.count_admins() <= 1:
                 raise Conflict("the last enabled admin cannot be demoted or disabled")
@@ -141,11 +145,15 @@ class AccountService:
                 row.disabled = change.disabled
             if hashed:
                 row.password_hash = hashed
-            if signs_out and (hashed or change.disabled):
-                # A new password or a disabled account ends every login at once.
-                await tx.accounts.revoke_families_of(user_id, at=utcnow(), reason="account")
+            signs_out = bool(hashed) or change.disabled is True or new_role or change.revoke_keys
+            now = utcnow()
+            if signs_out:
+                await tx.accounts.revoke_families_of(user_id, at=now, reason="account")
+            if change.revoke_keys:
+                await tx.accounts.revoke_keys_of(user_id, at=now)
             await tx.commit()
         if signs_out:
+            # Cached principals of every key and login of the user, here and on every instance.
             self._auth.forget(user_id=user_id)
             self._access.invalidate(user_id)
         return row

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from parley.api.audit import audited, path_param, result_attr
 from parley.api.deps import ContainerDep, PageDep
+from parley.api.openapi import problems
 from parley.api.schemas.auth import (
     AuditList,
     AuditRead,
@@ -42,7 +43,12 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses=problems(409),
+)
 @audited(
     "user.create",
     target_type="user",
@@ -62,31 +68,39 @@ async def list_users(actor: AdminActor, container: ContainerDep, page: PageDep) 
     return UserList(items=[user_read(u) for u in result.items], next_cursor=result.next_cursor)
 
 
-@router.get("/users/{user_id}", response_model=UserRead)
+@router.get("/users/{user_id}", response_model=UserRead, responses=problems(404))
 async def get_user(user_id: str, actor: AdminActor, container: ContainerDep) -> UserRead:
     """One user."""
     return user_read(await container.accounts.get(user_id))
 
 
-@router.patch("/users/{user_id}", response_model=UserRead)
+@router.patch("/users/{user_id}", response_model=UserRead, responses=problems(404, 409))
 @audited(
     "user.update",
     target_type="user",
     target=path_param("user_id"),
     detail=lambda p, _r: (
-        p["body"].model_dump(exclude_none=True, exclude={"password"})
+        p["body"].model_dump(exclude_defaults=True, exclude={"password"})
         | ({"password": "changed"} if p["body"].password else {})
     ),
 )
 async def update_user(
     user_id: str, body: UserUpdate, actor: AdminActor, container: ContainerDep
 ) -> UserRead:
-    """Change a user's role, password or disabled state (ends their logins)."""
-    change = UserChange(role=body.role, password=body.password, disabled=body.disabled)
+    """Change a user's role, password or disabled state, and/or revoke all their API keys
+    (``revoke_keys``); any of these ends their logins."""
+    change = UserChange(
+        role=body.role,
+        password=body.password,
+        disabled=body.disabled,
+        revoke_keys=body.revoke_keys,
+    )
     return user_read(await container.accounts.update(user_id, change, actor=actor))
 
 
-@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404, 409)
+)
 @audited("user.delete", target_type="user", target=path_param("user_id"))
 async def delete_user(user_id: str, actor: AdminActor, container: ContainerDep) -> Response:
     """Delete a user with their keys and sessions (refused while they own collections)."""
@@ -94,7 +108,7 @@ async def delete_user(user_id: str, actor: AdminActor, container: ContainerDep) 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
 @audited("key.revoke", target_type="api_key", target=path_param("key_id"))
 async def revoke_any_key(key_id: str, actor: AdminActor, container: ContainerDep) -> Response:
     """Revoke anyone's API key."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from parley.api.deps import ContainerDep
+from parley.api.openapi import problems
 from parley.api.schemas.auth import (
     LoginRequest,
     LogoutRequest,
@@ -27,7 +28,7 @@ def _pair(pair: TokenPair) -> TokenPairRead:
     )
 
 
-@router.post("/login", response_model=TokenPairRead)
+@router.post("/login", response_model=TokenPairRead, responses=problems(401, 429))
 async def login(body: LoginRequest, request: Request, container: ContainerDep) -> TokenPairRead:
     """Exchange email + password for an access token and a refresh token.
 
@@ -38,7 +39,7 @@ async def login(body: LoginRequest, request: Request, container: ContainerDep) -
     return _pair(await container.auth.login(email=body.email, password=body.password))
 
 
-@router.post("/refresh", response_model=TokenPairRead)
+@router.post("/refresh", response_model=TokenPairRead, responses=problems(401, 429))
 async def refresh(body: RefreshRequest, request: Request, container: ContainerDep) -> TokenPairRead:
     """Rotate a refresh token: the old one is spent; replaying it revokes the login."""
     # Counted per client IP: a refresh token changes at every rotation, so it is no identity.
@@ -55,7 +56,7 @@ async def logout(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/setup", response_model=SetupRead)
+@router.get("/setup", response_model=SetupRead, responses=problems(429))
 async def setup(request: Request, container: ContainerDep) -> SetupRead:
     """Public: ``needs_setup`` is true while no account has a password yet.
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, Uploa
 
 from parley.api.audit import audited, path_param
 from parley.api.deps import ContainerDep, PageDep
+from parley.api.openapi import problems
 from parley.api.schemas.auth import GrantCreate, GrantList, GrantRead
 from parley.api.schemas.collections import (
     CollectionCreate,
@@ -131,7 +132,12 @@ def _job(job: JobRow, items: list[JobItemRow]) -> JobRead:
     )
 
 
-@router.post("/collections", status_code=status.HTTP_201_CREATED, response_model=CollectionRead)
+@router.post(
+    "/collections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CollectionRead,
+    responses=problems(409),
+)
 async def create_collection(
     body: CollectionCreate, actor: IngestActor, container: ContainerDep
 ) -> CollectionRead:
@@ -153,7 +159,9 @@ async def list_collections(
     )
 
 
-@router.get("/collections/{collection_id}", response_model=CollectionRead)
+@router.get(
+    "/collections/{collection_id}", response_model=CollectionRead, responses=problems(404, 409)
+)
 async def get_collection(
     collection_id: ReadableRef, actor: AnyActor, container: ContainerDep
 ) -> CollectionRead:
@@ -161,7 +169,11 @@ async def get_collection(
     return _collection(await container.collections.get(collection_id, actor=actor))
 
 
-@router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/collections/{collection_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(404, 409),
+)
 @audited("collection.delete", target_type="collection", target=path_param("collection_id"))
 async def delete_collection(
     collection_id: IngestRef, actor: IngestActor, container: ContainerDep
@@ -175,6 +187,7 @@ async def delete_collection(
     "/collections/{collection_id}/documents",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadAccepted,
+    responses=problems(400, 404, 409),
 )
 async def upload_documents(
     collection_id: IngestRef,
@@ -219,7 +232,11 @@ def _metadata(raw: str | None) -> dict[str, Any] | None:
     return value
 
 
-@router.get("/collections/{collection_id}/documents", response_model=DocumentList)
+@router.get(
+    "/collections/{collection_id}/documents",
+    response_model=DocumentList,
+    responses=problems(404, 409),
+)
 async def list_documents(
     collection_id: ReadableRef,
     actor: AnyActor,
@@ -234,13 +251,15 @@ async def list_documents(
     return DocumentList(items=[_document(d) for d in result.items], next_cursor=result.next_cursor)
 
 
-@router.get("/documents/{document_id}", response_model=DocumentRead)
+@router.get("/documents/{document_id}", response_model=DocumentRead, responses=problems(404))
 async def get_document(document_id: str, actor: AnyActor, container: ContainerDep) -> DocumentRead:
     """One document."""
     return _document(await container.collections.document(document_id, actor=actor))
 
 
-@router.delete("/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404)
+)
 async def delete_document(
     document_id: str, actor: IngestActor, container: ContainerDep
 ) -> Response:
@@ -249,14 +268,14 @@ async def delete_document(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/jobs/{job_id}", response_model=JobRead)
+@router.get("/jobs/{job_id}", response_model=JobRead, responses=problems(404))
 async def get_job(job_id: str, actor: AnyActor, container: ContainerDep) -> JobRead:
     """Status and progress of an ingestion job."""
     job, items = await container.collections.job(job_id, actor=actor)
     return _job(job, items)
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobRead)
+@router.post("/jobs/{job_id}/cancel", response_model=JobRead, responses=problems(404, 409))
 async def cancel_job(job_id: str, actor: IngestActor, container: ContainerDep) -> JobRead:
     """Cancel an ingestion job; 409 ``conflict`` if it has already finished.
 
@@ -282,6 +301,7 @@ def _grant(row: CollectionGrantRow) -> GrantRead:
     "/collections/{collection_id}/grants",
     status_code=status.HTTP_201_CREATED,
     response_model=GrantRead,
+    responses=problems(404, 409),
 )
 @audited(
     "collection.share",
@@ -308,7 +328,9 @@ async def share_collection(
     return _grant(row)
 
 
-@router.get("/collections/{collection_id}/grants", response_model=GrantList)
+@router.get(
+    "/collections/{collection_id}/grants", response_model=GrantList, responses=problems(404, 409)
+)
 async def list_grants(
     collection_id: ReadableRef, actor: AnyActor, container: ContainerDep
 ) -> GrantList:
@@ -318,7 +340,9 @@ async def list_grants(
 
 
 @router.delete(
-    "/collections/{collection_id}/grants/{user_id}", status_code=status.HTTP_204_NO_CONTENT
+    "/collections/{collection_id}/grants/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(404, 409),
 )
 @audited(
     "collection.unshare",

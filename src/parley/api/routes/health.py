@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from parley.api.deps import ContainerDep
+from parley.api.schemas.health import ReadinessRead
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +17,11 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadinessRead,
+    responses={503: {"model": ReadinessRead, "description": "A required component is down"}},
+)
 async def readyz(container: ContainerDep) -> JSONResponse:
     """Per-component readiness; 503 while a required component is down."""
     result = await container.health.readiness()

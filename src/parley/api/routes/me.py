@@ -9,7 +9,9 @@ from fastapi import APIRouter, Request, Response, status
 
 from parley.api.audit import audited, result_attr
 from parley.api.deps import ContainerDep
+from parley.api.openapi import problems
 from parley.api.schemas.auth import (
+    AccountUsageRead,
     KeyCreate,
     KeyCreated,
     KeyList,
@@ -18,7 +20,6 @@ from parley.api.schemas.auth import (
     MeUpdate,
     ProviderKeyPut,
     ProviderKeyRead,
-    UsageRead,
 )
 from parley.api.security import AnyActor, enforce_rate
 from parley.container import Container
@@ -85,7 +86,7 @@ def _changed(params: dict[str, Any], _result: Any) -> dict[str, Any]:
     )
 
 
-@router.patch("", response_model=MeRead)
+@router.patch("", response_model=MeRead, responses=problems(409))
 @audited("user.update_own", target_type="user", target=result_attr("id"), detail=_changed)
 async def update_me(
     body: MeUpdate, request: Request, actor: AnyActor, container: ContainerDep
@@ -108,14 +109,14 @@ async def update_me(
     return await _me_read(actor, container, email=row.email)
 
 
-@router.get("/usage", response_model=UsageRead)
-async def usage(actor: AnyActor, container: ContainerDep) -> UsageRead:
+@router.get("/usage", response_model=AccountUsageRead, responses=problems(422))
+async def usage(actor: AnyActor, container: ContainerDep) -> AccountUsageRead:
     """Tokens used today and this month (UTC), against the configured quotas."""
     daily, monthly = container.quotas.limits()
     if actor.user_id is None:
         raise InvalidInput("usage is tracked per user account; sign in as a user")
     u = await container.quotas.usage(actor.user_id)
-    return UsageRead(
+    return AccountUsageRead(
         day=u.day,
         month=u.month,
         day_input_tokens=u.day_input,
@@ -131,7 +132,9 @@ async def usage(actor: AnyActor, container: ContainerDep) -> UsageRead:
     )
 
 
-@router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
+@router.post(
+    "/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated, responses=problems(404)
+)
 async def create_key(body: KeyCreate, actor: AnyActor, container: ContainerDep) -> KeyCreated:
     """Create an API key. The ``key`` in the response is shown this once: store it."""
     expires_at = body.expires_at
@@ -151,7 +154,7 @@ async def list_keys(actor: AnyActor, container: ContainerDep) -> KeyList:
     return KeyList(items=[key_read(k) for k in await container.auth.keys(actor=actor)])
 
 
-@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
 async def revoke_key(key_id: str, actor: AnyActor, container: ContainerDep) -> Response:
     """Revoke one of the caller's keys; it stops working immediately.
 
@@ -162,13 +165,13 @@ async def revoke_key(key_id: str, actor: AnyActor, container: ContainerDep) -> R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/provider-keys", response_model=list[ProviderKeyRead])
+@router.get("/provider-keys", response_model=list[ProviderKeyRead], responses=problems(422))
 async def list_provider_keys(actor: AnyActor, container: ContainerDep) -> list[ProviderKeyRead]:
     """Which providers the caller stored a key for (the keys themselves are never shown)."""
     return [_provider_key(i) for i in await container.provider_keys.list(actor=actor)]
 
 
-@router.put("/provider-keys/{provider}", response_model=ProviderKeyRead)
+@router.put("/provider-keys/{provider}", response_model=ProviderKeyRead, responses=problems(409))
 async def put_provider_key(
     provider: str, body: ProviderKeyPut, actor: AnyActor, container: ContainerDep
 ) -> ProviderKeyRead:
@@ -177,7 +180,9 @@ async def put_provider_key(
     return _provider_key(info)
 
 
-@router.delete("/provider-keys/{provider}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/provider-keys/{provider}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404)
+)
 async def delete_provider_key(provider: str, actor: AnyActor, container: ContainerDep) -> Response:
     """Forget your provider key; the server's key is used again."""
     await container.provider_keys.delete(actor=actor, provider=provider)

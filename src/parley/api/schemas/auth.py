@@ -80,7 +80,7 @@ class SetupRead(BaseModel):
     )
 
 
-class UsageRead(BaseModel):
+class AccountUsageRead(BaseModel):
     """Token use of the caller in the current UTC day and month, with the quotas."""
 
     day: str
@@ -162,13 +162,18 @@ class UserCreate(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    """Body of ``PATCH /v1/admin/users/{id}``."""
+    """Body of ``PATCH /v1/admin/users/{id}``: any change ends the user's logins."""
 
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["admin", "member"] | None = None
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     disabled: bool | None = None
+    revoke_keys: bool = Field(
+        default=False,
+        description="also revoke every API key of the user (with a new password: a reset "
+        "after a compromise that leaves none of their old credentials working)",
+    )
 
 
 class UserRead(BaseModel):
