@@ -38,6 +38,8 @@ from parley.services.collections import CollectionService
 from parley.services.crypto import SecretBox
 from parley.services.health import HealthService
 from parley.services.hot_turns import HotTurns
+from parley.services.ingest.prepare import PrepareConfig
+from parley.services.ingest.preparer import build_preparer
 from parley.services.ingestion import IngestionService
 from parley.services.invalidations import Invalidations
 from parley.services.passwords import Passwords
@@ -205,8 +207,13 @@ class Container:
             embedder=raw_embedder,
             index=index,
             retrieval=retrieval,
-            counter=counter,
-            chunking=settings.chunking,
+            # Parsing runs in parser processes started on first use (none for commands that
+            # never ingest), closed by aclose().
+            preparer=build_preparer(
+                PrepareConfig(
+                    counter=counter, chunking=settings.chunking, limits=settings.ingest_limits
+                )
+            ),
             limits=settings.limits,
             on_submit=lambda: runner_box[0].wake() if runner_box else None,
         )
@@ -343,6 +350,7 @@ class Container:
         await self.auth.flush_last_used()
         await self.invalidations.aclose()
         closers: list[Callable[[], Awaitable[object]]] = [
+            self.ingestion.aclose,
             self.index.aclose,
             self.llm.aclose,
             self.provider_keys.aclose,

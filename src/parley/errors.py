@@ -62,6 +62,51 @@ class ParseError(ParleyError):
     code = "parse_error"
 
 
+class LimitExceeded(ParseError):
+    """A file went over one of its ingestion budgets (``PARLEY_INGEST_LIMITS__*``).
+
+    Only that file fails; its ``code`` names the kind of budget and the detail the setting.
+    """
+
+    code = "limit_exceeded"
+
+
+class DocumentTooLarge(LimitExceeded):
+    """Too much text, or too many pages, paragraphs, rows, values or elements in one file."""
+
+    code = "document_too_large"
+
+
+class TooManyChunks(LimitExceeded):
+    """A file would make more sections or chunks than allowed."""
+
+    code = "too_many_chunks"
+
+
+class CsvRowTooWide(LimitExceeded):
+    """A CSV row has more fields than allowed."""
+
+    code = "csv_row_too_wide"
+
+
+class NestingTooDeep(LimitExceeded):
+    """HTML elements or JSON arrays/objects are nested deeper than allowed."""
+
+    code = "nesting_too_deep"
+
+
+class ParseTimeout(LimitExceeded):
+    """Parsing and chunking one file took longer than allowed."""
+
+    code = "parse_timeout"
+
+
+class ParseMemoryExceeded(LimitExceeded):
+    """Parsing one file needed more memory than its parser process may use."""
+
+    code = "parse_memory_exceeded"
+
+
 class ProviderError(ParleyError):
     """A model provider (LLM, embedder, reranker) failed."""
 
@@ -78,6 +123,38 @@ class ProviderUnavailable(ProviderError):
     """A model provider is not configured, not installed or not reachable."""
 
     code = "provider_unavailable"
+
+
+class ProviderMalformedResponse(ProviderError):
+    """A model provider answered, but not in its API's format (not JSON, or the wrong shape)."""
+
+    code = "provider_malformed_response"
+
+
+class ProviderEmptyResponse(ProviderError):
+    """A model provider finished without producing any text."""
+
+    code = "provider_empty_response"
+
+
+class ProviderStreamCut(ProviderError):
+    """A model provider's stream ended before its final event (connection closed mid-answer)."""
+
+    code = "provider_stream_cut"
+
+
+class ProviderRateLimited(ProviderError):
+    """A model provider refused the request under its own rate limit.
+
+    ``retry_after_s`` is the delay the provider asked for (None when it named none); it is
+    passed on to the client as ``Retry-After``.
+    """
+
+    code = "provider_rate_limited"
+
+    def __init__(self, detail: str = "", *, retry_after_s: int | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after_s = None if retry_after_s is None else max(1, int(retry_after_s))
 
 
 class ConfigurationError(ParleyError):

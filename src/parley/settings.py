@@ -117,6 +117,51 @@ class ChunkingSettings(BaseModel):
     overlap_tokens: int = Field(default=40, ge=0)
 
 
+class IngestLimitSettings(BaseModel):
+    """Budgets of one uploaded file, enforced while it is parsed; a file over one fails alone."""
+
+    parse_isolation: Literal["process", "inline"] = Field(
+        default="process",
+        description="process = parse and chunk each file in a separate, memory-capped process; "
+        "inline = in this process (fast unit tests only: no memory ceiling, no hard kill)",
+    )
+    parse_processes: int = Field(
+        default=2, ge=1, description="parser processes, started on first use and reused"
+    )
+    parse_memory_mb: int = Field(
+        default=1024, ge=256, description="address-space ceiling of a parser process (MiB)"
+    )
+    parse_timeout_s: float = Field(
+        default=120.0, gt=0, description="wall-clock limit to parse and chunk one file"
+    )
+    parse_tasks_per_child: int = Field(
+        default=50, ge=1, description="files a parser process handles before it is replaced"
+    )
+    max_document_chars: int = Field(
+        default=10_000_000, gt=0, description="characters of text extracted from one file"
+    )
+    max_sections: int = Field(default=50_000, gt=0, description="sections of one file")
+    max_chunks: int = Field(default=20_000, gt=0, description="chunks of one file")
+    max_csv_rows: int = Field(default=1_000_000, gt=0, description="rows of one CSV file")
+    max_csv_fields: int = Field(default=2_000, gt=0, description="fields of one CSV row")
+    max_json_nodes: int = Field(default=1_000_000, gt=0, description="values in one JSON file")
+    max_json_depth: int = Field(default=100, gt=0, description="nesting of arrays and objects")
+    max_html_nodes: int = Field(default=500_000, gt=0, description="elements in one HTML file")
+    max_html_depth: int = Field(
+        default=512, gt=0, description="element nesting (browsers stop nesting at 512)"
+    )
+    max_docx_paragraphs: int = Field(
+        default=100_000, gt=0, description="paragraphs of one .docx, those in tables included"
+    )
+    max_docx_xml_bytes: int = Field(
+        default=128 * 1024 * 1024, gt=0, description="decompressed size of word/document.xml"
+    )
+    max_pdf_pages: int = Field(default=2_000, gt=0, description="pages of one PDF")
+    tokenize_batch_chars: int = Field(
+        default=256 * 1024, ge=1024, description="characters handed to the tokenizer at once"
+    )
+
+
 class ChatSettings(BaseModel):
     """Token budget shared by history and retrieved context."""
 
@@ -192,7 +237,8 @@ class SecuritySettings(BaseModel):
     lockout_window_s: int = Field(default=900, gt=0)
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="peer addresses whose X-Forwarded-For is believed (JSON list); empty = none",
+        description="peer addresses or CIDR networks whose X-Forwarded-For is believed "
+        "(JSON list); empty = none",
     )
 
 
@@ -273,6 +319,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     chunking: ChunkingSettings = ChunkingSettings()
+    ingest_limits: IngestLimitSettings = IngestLimitSettings()
     chat: ChatSettings = ChatSettings()
     jobs: JobSettings = JobSettings()
     security: SecuritySettings = SecuritySettings()

@@ -12,7 +12,7 @@ import pytest
 from pypdf import PdfWriter
 
 from parley.domain.documents import ParsedDocument
-from parley.errors import ParseError, UnsupportedMediaType
+from parley.errors import NestingTooDeep, ParseError, UnsupportedMediaType
 from parley.services.parsing import detect_mime, parse_document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -171,11 +171,15 @@ def test_markdown_without_h1_uses_filename_stem() -> None:
 
 
 def test_html_title_falls_back_to_first_h1_and_survives_deep_nesting() -> None:
-    nested = "<div>" * 3000 + "deep text" + "</div>" * 3000
+    nested = "<div>" * 500 + "deep text" + "</div>" * 500
     source = f"<html><body><h1>Tips</h1><p>One.</p>{nested}</body></html>"
     doc = parse_document(source.encode(), filename="tips.htm")
     assert doc.title == "Tips"
     assert "deep text" in doc.sections[0].text
+    # Deeper than browsers nest (PARLEY_INGEST_LIMITS__MAX_HTML_DEPTH): refused, not crashed.
+    nested = "<div>" * 3000 + "deep text" + "</div>" * 3000
+    with pytest.raises(NestingTooDeep):
+        parse_document(f"<body>{nested}</body>".encode(), filename="tips.htm")
 
 
 def test_csv_groups_rows_and_sniffs_semicolons() -> None:

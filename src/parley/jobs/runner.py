@@ -61,8 +61,9 @@ class JobRunner:
     async def stop(self, *, grace_s: float = STOP_GRACE_S) -> None:
         """Stop the loops; a job in progress goes back to the queue, to resume at once elsewhere.
 
-        A loop finishes the file it is on (up to ``grace_s``), then releases its job. Only
-        past the grace period is it cancelled outright: cancelling a task in the middle of a
+        A loop finishes the file it is on when that is quick, but abandons a long parse or
+        embedding within a second or two (the file stays pending), then releases its job.
+        Only past ``grace_s`` is it cancelled outright: cancelling a task in the middle of a
         database write can leave that connection's transaction holding SQLite's write lock.
         """
         self._stopping = True

@@ -1,36 +1,42 @@
-"""Ingestion: accept uploads as durable jobs, then parse → chunk → embed → store per document."""
+"""Ingestion: accept uploads as durable jobs, then parse → chunk → embed → store per document.
+
+Parsing and chunking happen in parser processes (``services/ingest/process.py``), each file
+within its budget (``PARLEY_INGEST_LIMITS__*``); embedding happens here, in batches off the
+event loop; ``services/ingest/store.py`` writes each file's outcome.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath, PureWindowsPath
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import structlog
 
-from parley.db.models import DocumentRow, JobItemRow, JobRow
+from parley.db.models import JobItemRow, JobRow
 from parley.domain.auth import Principal
-from parley.domain.documents import ChunkDraft, ParsedDocument
-from parley.errors import InvalidInput, NotFound, ParseError, PayloadTooLarge
-from parley.providers.embeddings.base import Embedder
-from parley.providers.tokenizers.base import TokenCounter
+from parley.domain.names import clean_relative_path
+from parley.errors import InvalidInput, LimitExceeded, NotFound, ParseError, PayloadTooLarge
+from parley.providers.embeddings.base import Embedder, Vectors
 from parley.providers.vectors.base import VectorIndex
 from parley.repositories.text import all_storable
-from parley.services.chunking import chunk_document
-from parley.services.parsing import detect_mime, parse_document
+from parley.services.ingest.heap import TRIM_AFTER_BYTES, release_free_memory
+from parley.services.ingest.prepare import PrepareRequest
+from parley.services.ingest.preparer import AbortCheck, DocumentPreparer, PrepareAborted
+from parley.services.ingest.store import DocumentStore
+from parley.services.ingest.store import ItemOutcome as ItemOutcome  # part of this API
+from parley.services.ingest.watch import JobWatch
+from parley.services.parsing import detect_mime
 from parley.services.retrieval import RetrievalService
-from parley.services.uow import UnitOfWork, UnitOfWorkFactory
-from parley.settings import ChunkingSettings, LimitSettings
+from parley.services.uow import UnitOfWorkFactory
+from parley.settings import LimitSettings
 
 log = structlog.get_logger(__name__)
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff/\\:*?\"<>|]+")
+_EMBED_SLICE = 512  # texts per embed() call of one file
 
 
 @dataclass(slots=True)
@@ -42,35 +48,17 @@ class UploadedFile:
     declared_mime: str | None = None
 
 
-@dataclass(slots=True)
-class ItemOutcome:
-    """What happened to one file of a job."""
-
-    filename: str
-    status: str  # succeeded | skipped | failed
-    chunks: int = 0
-    error: str | None = None
-    document_id: str | None = None
-
-
 ProgressCallback = Callable[[ItemOutcome], None]
 
 
-@dataclass(slots=True)
-class _Prepared:
-    parsed: ParsedDocument
-    drafts: list[ChunkDraft] = field(default_factory=list)
-
-
 def sanitize_filename(name: str, *, max_chars: int = 200) -> str:
-    """Keep only the base name, without control or path characters; never empty."""
-    base = PureWindowsPath(PurePosixPath(name).name).name
-    base = unicodedata.normalize("NFC", base)
-    base = _UNSAFE.sub("_", base).strip(" .")
-    if len(base) > max_chars:
-        stem, dot, ext = base.rpartition(".")
-        base = (stem[: max_chars - len(ext) - 1] + dot + ext) if dot else base[:max_chars]
-    return base or "unnamed"
+    """The document source for an upload's name: a cleaned relative path; never empty.
+
+    A document is keyed by this path within its collection, so ``a/README.md`` and
+    ``b/README.md`` stay two documents (see ``clean_relative_path`` for the rules).
+    ``max_chars`` caps each path segment; the whole is capped at the column width.
+    """
+    return clean_relative_path(name, max_segment_chars=max_chars)
 
 
 class IngestionService:
@@ -83,19 +71,20 @@ class IngestionService:
         embedder: Embedder,
         index: VectorIndex,
         retrieval: RetrievalService,
-        counter: TokenCounter,
-        chunking: ChunkingSettings,
+        preparer: DocumentPreparer,
         limits: LimitSettings,
         on_submit: Callable[[], None] | None = None,
     ) -> None:
         self._uow = uow
         self._embedder = embedder
-        self._index = index
-        self._retrieval = retrieval
-        self._counter = counter
-        self._chunking = chunking
+        self._store = DocumentStore(uow=uow, index=index, retrieval=retrieval)
+        self._preparer = preparer
         self._limits = limits
         self._on_submit = on_submit
+
+    async def aclose(self) -> None:
+        """Stop the parser processes (run the job loops' ``stop`` first)."""
+        await self._preparer.aclose()
 
     async def submit(
         self,
@@ -187,9 +176,12 @@ class IngestionService:
         the job ``cancelled`` there (files already stored stay stored, each having been its own
         transaction), and a job this worker no longer holds is left alone (``"lost"``). When
         ``should_stop()`` turns true (the worker is shutting down) it returns ``"interrupted"``
-        between two files, leaving the job for the caller to hand back.
+        between two files, leaving the job for the caller to hand back. A long parse or
+        embedding is abandoned within a second or two on any of these (its parser process is
+        killed, the file stays pending) rather than finished first.
         """
         cancelled = False
+        watch = JobWatch(uow=self._uow, job_id=job.id, worker_id=worker_id, should_stop=should_stop)
         while True:
             if should_stop is not None and should_stop():
                 return "interrupted"
@@ -205,7 +197,19 @@ class IngestionService:
                 item = await tx.jobs.next_pending_item(job.id)
             if item is None:
                 break
-            outcome = await self._process_item(job.collection_id, item, owner_id=job.owner_id)
+            try:
+                outcome = await self._process_item(
+                    job.collection_id, item, owner_id=job.owner_id, abort=watch
+                )
+            except PrepareAborted as exc:
+                if exc.reason == "stop":
+                    return "interrupted"
+                if exc.reason == "lost":
+                    return "lost"
+                cancelled = True
+                break
+            if item.size_bytes >= TRIM_AFTER_BYTES:
+                await asyncio.to_thread(release_free_memory)
             if progress is not None:
                 progress(outcome)
         async with self._uow(write=True) as tx:
@@ -230,7 +234,12 @@ class IngestionService:
         return status
 
     async def _process_item(
-        self, collection_id: str, item: JobItemRow, *, owner_id: str | None
+        self,
+        collection_id: str,
+        item: JobItemRow,
+        *,
+        owner_id: str | None,
+        abort: AbortCheck | None = None,
     ) -> ItemOutcome:
         data = item.content or b""
         async with self._uow() as tx:
@@ -241,185 +250,42 @@ class IngestionService:
                 await tx.jobs.finish_item(item.id, status="skipped", document_id=existing.id)
                 await tx.commit()
             return ItemOutcome(item.filename, "skipped", document_id=existing.id)
+        request = PrepareRequest(data, item.filename, item.declared_mime)
         try:
-            prepared = await asyncio.to_thread(self._prepare, data, item)
+            # Parsing and chunking run in a parser process (see services/ingest/process.py):
+            # a hostile file costs that process its memory and time, never this one.
+            prepared = await self._preparer.prepare(request, abort=abort)
+        except LimitExceeded as exc:
+            # The job item has only a reason string; the code leads it so clients can match.
+            reason = f"{exc.code}: {exc.detail}"
+            return await self._store.record_failure(
+                collection_id, item, existing, reason, owner_id=owner_id
+            )
         except ParseError as exc:
-            return await self._record_failure(
+            return await self._store.record_failure(
                 collection_id, item, existing, exc.detail, owner_id=owner_id
             )
+        except PrepareAborted:
+            raise
         except Exception as exc:  # a parser library's own bug must not fail the other files
             log.exception("document_parse_crashed", source=item.filename)
             reason = f"could not be read: {type(exc).__name__}"
-            return await self._record_failure(
+            return await self._store.record_failure(
                 collection_id, item, existing, reason, owner_id=owner_id
             )
-        texts = [d.text for d in prepared.drafts]
-        vectors = await self._embedder.embed(texts, kind="document") if texts else None
-        return await self._store(
+        vectors = await self._embed([d.text for d in prepared.drafts], abort)
+        return await self._store.store(
             collection_id, item, existing, prepared, vectors, owner_id=owner_id
         )
 
-    def _prepare(self, data: bytes, item: JobItemRow) -> _Prepared:
-        parsed = parse_document(data, filename=item.filename, declared_mime=item.declared_mime)
-        drafts = chunk_document(
-            parsed,
-            counter=self._counter,
-            max_tokens=self._chunking.max_tokens,
-            overlap_tokens=self._chunking.overlap_tokens,
-        )
-        if not drafts:
-            raise ParseError("the document has no extractable text")
-        return _Prepared(parsed, drafts)
-
-    async def _store(
-        self,
-        collection_id: str,
-        item: JobItemRow,
-        existing: DocumentRow | None,
-        prepared: _Prepared,
-        vectors: np.ndarray | None,
-        *,
-        owner_id: str | None,
-    ) -> ItemOutcome:
-        assert vectors is not None
-        async with self._retrieval.collection_lock(collection_id):
-            stored = await self._write_document(
-                collection_id, item, existing, prepared, vectors, owner_id=owner_id
-            )
-            if stored is None:
-                return ItemOutcome(item.filename, "skipped", error="taken over by another worker")
-            doc_id, version, removed, ids = stored
-            # After the commit, outside the database writer lock: patching the in-process
-            # index can take seconds when it crosses the HNSW threshold.
-            try:
-                await self._apply_to_index(collection_id, version, removed, ids, vectors)
-            except Exception:
-                # A half-patched copy would claim a version it does not hold: drop it, the
-                # next search rebuilds it from the database.
-                log.exception("vector_index_patch_failed", collection_id=collection_id)
-                await self._index.drop(collection_id)
-        await self._retrieval.collection_changed(collection_id, version)
-        log.info("document_ingested", document_id=doc_id, source=item.filename, chunks=len(ids))
-        return ItemOutcome(item.filename, "succeeded", chunks=len(ids), document_id=doc_id)
-
-    async def _write_document(
-        self,
-        collection_id: str,
-        item: JobItemRow,
-        existing: DocumentRow | None,
-        prepared: _Prepared,
-        vectors: np.ndarray,
-        *,
-        owner_id: str | None,
-    ) -> tuple[str, int, list[int], list[int]] | None:
-        """The one transaction of a document; None (rolled back) if the item was taken over.
-
-        Document row, chunks (and, via triggers, the keyword index), collection version and
-        the job item's outcome commit together or not at all.
-        """
-        parsed = prepared.parsed
-        async with self._uow(write=True) as tx:
-            removed: list[int] = []
-            doc = await tx.documents.get(existing.id) if existing is not None else None
-            if doc is not None:
-                removed = await tx.documents.delete_chunks(doc.id)
-            else:
-                doc = DocumentRow(
-                    collection_id=collection_id, source=item.filename, owner_id=owner_id
-                )
-                tx.session.add(doc)
-            doc.title = parsed.title[:500]
-            doc.mime_type = item.declared_mime or "application/octet-stream"
-            doc.content_hash = item.content_hash
-            doc.size_bytes = item.size_bytes
-            doc.status, doc.error = "ready", None
-            doc.chunk_count = len(prepared.drafts)
-            doc.meta = {**parsed.meta, **(item.meta or {})}
-            await tx.session.flush()
-            base_meta = dict(item.meta or {})
-            rows = [
-                {
-                    "document_id": doc.id,
-                    "collection_id": collection_id,
-                    "position": d.position,
-                    "text": d.text,
-                    "token_count": d.token_count,
-                    "meta": {**base_meta, **d.meta()},
-                    "embedding": vectors[i].astype(np.float32).tobytes(),
-                }
-                for i, d in enumerate(prepared.drafts)
-            ]
-            ids = await tx.documents.add_chunks(rows)
-            version = await tx.collections.bump_version(collection_id)
-            if not await tx.jobs.finish_item(
-                item.id, status="succeeded", document_id=doc.id, chunk_count=len(ids)
-            ):
-                return None  # leaving without commit rolls the whole document back
-            await tx.commit()
-            return doc.id, version, removed, ids
-
-    async def _apply_to_index(
-        self,
-        collection_id: str,
-        version: int,
-        removed: list[int],
-        ids: list[int],
-        vectors: np.ndarray,
-    ) -> None:
-        # Only patch a copy that reflected the previous version; otherwise the next search
-        # notices the version gap and rebuilds from the database.
-        current = self._index.version(collection_id)
-        if current is None or current != version - 1:
-            return
-        if removed:
-            await self._index.remove(collection_id, ids=removed, version=version)
-        await self._index.add(
-            collection_id,
-            ids=np.asarray(ids, dtype=np.int64),
-            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
-            version=version,
-        )
-
-    async def _record_failure(
-        self,
-        collection_id: str,
-        item: JobItemRow,
-        existing: DocumentRow | None,
-        reason: str,
-        *,
-        owner_id: str | None,
-    ) -> ItemOutcome:
-        async with self._uow(write=True) as tx:
-            doc_id = existing.id if existing is not None else None
-            if existing is None:
-                # A new file that cannot be parsed is listed as a failed document with the
-                # reason; an existing document keeps serving its previous, good version.
-                doc = DocumentRow(
-                    collection_id=collection_id,
-                    source=item.filename,
-                    owner_id=owner_id,
-                    title=item.filename,
-                    mime_type=item.declared_mime or "application/octet-stream",
-                    content_hash=item.content_hash,
-                    size_bytes=item.size_bytes,
-                    status="failed",
-                    error=reason,
-                    chunk_count=0,
-                    meta=dict(item.meta or {}),
-                )
-                await tx.documents.add(doc)
-                doc_id = doc.id
-            elif existing.status == "failed":
-                await _mark_failed(tx, existing.id, item.content_hash, reason)
-            if await tx.jobs.finish_item(
-                item.id, status="failed", error=reason, document_id=doc_id
-            ):
-                await tx.commit()  # otherwise another worker owns the item: roll back
-        log.warning("document_failed", source=item.filename, reason=reason)
-        return ItemOutcome(item.filename, "failed", error=reason, document_id=doc_id)
-
-
-async def _mark_failed(tx: UnitOfWork, document_id: str, content_hash: str, reason: str) -> None:
-    doc = await tx.documents.get(document_id)
-    if doc is not None:
-        doc.content_hash, doc.error = content_hash, reason
+    async def _embed(self, texts: list[str], abort: AbortCheck | None) -> Vectors:
+        """Embed in slices, checking ``abort`` between them: a large file takes minutes to
+        embed on a CPU, and a cancelled job must not wait for it (a file of one slice, the
+        usual case, is simply finished)."""
+        vectors = np.empty((len(texts), self._embedder.dimension), dtype=np.float32)
+        for start in range(0, len(texts), _EMBED_SLICE):
+            if start and abort is not None and (reason := await abort()) is not None:
+                raise PrepareAborted(reason)
+            batch = texts[start : start + _EMBED_SLICE]
+            vectors[start : start + len(batch)] = await self._embedder.embed(batch, kind="document")
+        return vectors

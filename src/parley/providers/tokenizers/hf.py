@@ -8,10 +8,11 @@ can never silently change token counts or embeddings.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from parley.errors import ConfigurationError, ProviderUnavailable
 
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
 BUNDLED_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 # Relative to the parley.providers package: the file lives with the embedder that uses it.
 _BUNDLED_RELATIVE = Path("embeddings", "data", "all-MiniLM-L6-v2", "tokenizer.json")
+# Encodings cost ~100 bytes per token: a batch is capped in characters and texts, and a text
+# longer than a piece is counted piece by piece, cut at whitespace (where WordPiece splits
+# anyway, so the sum is exact). One 24 MB string encoded at once took 5.9 GB.
+_BATCH_CHARS = 256 * 1024
+_BATCH_TEXTS = 4096
+_PIECE_CHARS = 64 * 1024
+_LAST_SPACE = re.compile(r"\s\S*\Z")
 
 
 def bundled_tokenizer_path() -> Path:
@@ -71,6 +79,14 @@ class HFTokenCounter:
         self._tokenizer: Tokenizer | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as its path only (sent to parser processes); each loads its own copy."""
+        return {"path": self._path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild unloaded, as ``__init__`` would."""
+        self.__init__(state["path"])  # type: ignore[misc]
+
     def _load(self) -> Tokenizer:
         tokenizer = self._tokenizer
         if tokenizer is not None:
@@ -92,14 +108,49 @@ class HFTokenCounter:
         """Tokens in ``text`` (no special tokens)."""
         if not text:
             return 0
-        return len(self._load().encode(text, add_special_tokens=False).ids)
+        return self.count_many([text])[0]
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
-        """Tokens in each text, encoded as one batch."""
+        """Tokens in each text, encoded in bounded batches (long texts piece by piece)."""
         if not texts:
             return []
-        encodings = self._load().encode_batch(list(texts), add_special_tokens=False)
-        return [len(encoding.ids) for encoding in encodings]
+        owners: list[int] = []
+        pieces: list[str] = []
+        for index, text in enumerate(texts):
+            for piece in _pieces(text):
+                owners.append(index)
+                pieces.append(piece)
+        counts = [0] * len(texts)
+        tokenizer = self._load()
+        for start, end in _batches(pieces):
+            encodings = tokenizer.encode_batch(pieces[start:end], add_special_tokens=False)
+            for owner, encoding in zip(owners[start:end], encodings, strict=True):
+                counts[owner] += len(encoding.ids)
+        return counts
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """``text`` in runs of at most ``_PIECE_CHARS``, each ending at whitespace when possible."""
+    start = 0
+    while len(text) - start > _PIECE_CHARS:
+        end = start + _PIECE_CHARS
+        space = _LAST_SPACE.search(text, start, end)
+        cut = space.start() + 1 if space is not None and space.start() > start else end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _batches(pieces: list[str]) -> Iterator[tuple[int, int]]:
+    """(start, end) ranges of ``pieces`` within the batch limits."""
+    start = size = 0
+    for index, piece in enumerate(pieces):
+        if index > start and (size + len(piece) > _BATCH_CHARS or index - start >= _BATCH_TEXTS):
+            yield start, index
+            start, size = index, 0
+        size += len(piece)
+    if start < len(pieces):
+        yield start, len(pieces)
 
 
 def _from_file(path: Path) -> Tokenizer:

@@ -1,7 +1,8 @@
 """Document parsing: sniff the real type of an upload, then turn it into ordered sections.
 
-Parsers are pure and CPU-bound (bytes in, ``ParsedDocument`` out); callers run them in a
-thread or the worker, never on the event loop.
+Parsers are pure and CPU-bound (bytes in, ``ParsedDocument`` out) and work within a
+``ParseBudget``; ingestion runs them in a memory-capped parser process, never on the event
+loop (see ``parley.services.ingest``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Protocol
 
 from parley.domain.documents import ParsedDocument
 from parley.services.parsing import sniff
+from parley.services.parsing.budget import ParseBudget
 from parley.services.parsing.common import title_or
 from parley.services.parsing.docx import parse_docx
 from parley.services.parsing.html import parse_html
@@ -19,11 +21,13 @@ from parley.services.parsing.sniff import SUPPORTED, detect_mime, supported_type
 from parley.services.parsing.tabular import parse_csv, parse_json
 from parley.services.parsing.text import parse_text
 
-__all__ = ["SUPPORTED", "detect_mime", "parse_document", "supported_types"]
+__all__ = ["SUPPORTED", "ParseBudget", "detect_mime", "parse_document", "supported_types"]
 
 
 class _Parser(Protocol):
-    def __call__(self, data: bytes, *, fallback_title: str) -> ParsedDocument: ...
+    def __call__(
+        self, data: bytes, *, fallback_title: str, budget: ParseBudget
+    ) -> ParsedDocument: ...
 
 
 _PARSERS: dict[str, _Parser] = {
@@ -38,15 +42,22 @@ _PARSERS: dict[str, _Parser] = {
 
 
 def parse_document(
-    data: bytes, *, filename: str, declared_mime: str | None = None
+    data: bytes,
+    *,
+    filename: str,
+    declared_mime: str | None = None,
+    budget: ParseBudget | None = None,
 ) -> ParsedDocument:
     """Detect the type of ``data`` (see ``detect_mime``) and parse it into sections.
 
-    Raises ``UnsupportedMediaType`` for unsupported or mismatched types and ``ParseError``
-    for corrupt, encrypted or text-less files. ``meta["mime"]`` records the detected type.
+    Raises ``UnsupportedMediaType`` for unsupported or mismatched types, ``ParseError`` for
+    corrupt, encrypted or text-less files, and a ``LimitExceeded`` subclass (a ``ParseError``)
+    as soon as the file goes over ``budget`` (default limits when omitted).
+    ``meta["mime"]`` records the detected type.
     """
     mime = detect_mime(data, filename=filename, declared_mime=declared_mime)
-    document = _PARSERS[mime](data, fallback_title=_stem(filename))
+    budget = budget or ParseBudget()
+    document = _PARSERS[mime](data, fallback_title=_stem(filename), budget=budget)
     return ParsedDocument(
         title=document.title,
         sections=document.sections,

@@ -14,6 +14,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from parley.domain.documents import ParsedDocument, Section
+from parley.services.parsing.budget import ParseBudget
 from parley.services.parsing.common import HeadingTrail, build_document, decode_text, title_or
 
 if TYPE_CHECKING:
@@ -35,9 +36,15 @@ def _parser() -> MarkdownIt:
     return MarkdownIt("commonmark").enable("table")
 
 
-def parse_markdown(data: bytes, *, fallback_title: str) -> ParsedDocument:
-    """Split markdown on its top-level headings; title from front matter or the first h1."""
-    source, front_title = _strip_front_matter(decode_text(data))
+def parse_markdown(data: bytes, *, fallback_title: str, budget: ParseBudget) -> ParsedDocument:
+    """Split markdown on its top-level headings; title from front matter or the first h1.
+
+    Sections are slices of the source, so the source's length bounds the extracted text.
+    """
+    text = decode_text(data)
+    budget.check_chars(len(text))
+    source, front_title = _strip_front_matter(text)
+    del text
     lines = source.split("\n")
     tokens = _parser().parse(source)
     trail = HeadingTrail()
@@ -51,6 +58,7 @@ def parse_markdown(data: bytes, *, fallback_title: str) -> ParsedDocument:
         if _skipped(token):
             pass
         elif token.type == "heading_open":
+            budget.add_section()
             sections.append(Section(text="\n\n".join(blocks), heading=trail.path))
             blocks.clear()
             text = _inline_text(tokens[index + 1])

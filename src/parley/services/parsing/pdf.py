@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from parley.domain.documents import ParsedDocument, Section
 from parley.errors import ParseError
+from parley.services.parsing.budget import ParseBudget, ParseCancelled
 from parley.services.parsing.common import build_document, clean_text, title_or
 
 if TYPE_CHECKING:
@@ -16,11 +17,25 @@ if TYPE_CHECKING:
 _MAX_TITLE_CHARS = 120
 
 
-def parse_pdf(data: bytes, *, fallback_title: str) -> ParsedDocument:
-    """Extract each page's text; title from metadata, else the first line of text."""
+def parse_pdf(data: bytes, *, fallback_title: str, budget: ParseBudget) -> ParsedDocument:
+    """Extract each page's text; title from metadata, else the first line of text.
+
+    The page count is checked before any page is read, the text budget after each page.
+    """
     reader = _open(data)
+    limit = budget.limits.max_pdf_pages
+    if len(reader.pages) > limit:
+        raise budget.too_large("pages", limit, "max_pdf_pages")
+    pages: list[str] = []
     try:
-        pages = [clean_text(page.extract_text() or "") for page in reader.pages]
+        for page in reader.pages:
+            budget.tick()
+            pages.append(clean_text(page.extract_text() or ""))
+            if pages[-1]:
+                budget.add_chars(len(pages[-1]))
+                budget.add_section()
+    except (ParseError, ParseCancelled, MemoryError):
+        raise
     except Exception as exc:  # pypdf raises many unrelated types on malformed streams
         raise ParseError(f"corrupt PDF: cannot extract text ({exc})") from exc
     if not any(pages):
@@ -39,7 +54,7 @@ def _open(data: bytes) -> PdfReader:
         if reader.is_encrypted and not reader.decrypt(""):
             raise ParseError("PDF is encrypted with a password")
         _ = len(reader.pages)  # forces the page tree to load so corruption surfaces here
-    except ParseError:
+    except (ParseError, MemoryError):
         raise
     except Exception as exc:  # PdfReadError, DependencyError (AES without crypto lib), …
         raise ParseError(f"corrupt or unreadable PDF: {exc}") from exc
