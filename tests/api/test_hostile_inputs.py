@@ -543,6 +543,16 @@ FILENAMES = [
 ]
 
 
+def unsafe_source(source: str) -> bool:
+    """Whether a stored document source is anything but a plain, capped relative path."""
+    segments = source.split("/")
+    return (
+        any(c in source for c in "\\\x00\r\n\u202e")
+        or any(s in ("", ".", "..") or len(s) > 200 for s in segments)
+        or len(source) > 500
+    )
+
+
 async def test_hostile_uploads(
     client: httpx.AsyncClient, world: World, container: Container
 ) -> None:
@@ -607,12 +617,12 @@ async def test_hostile_uploads(
         job = await wait_for_job(client, job_id)
         for item in job["items"]:
             fn = item["filename"]
-            if any(c in fn for c in "/\\\x00\r\n") or fn in ("", ".", "..") or len(fn) > 200:
+            if unsafe_source(fn):
                 check.offences.append(f"upload {name[:40]!r} stored as unsafe {fn[:60]!r}")
     r = await check.send(b, "GET", f"{url}?limit=200", label="documents after uploads", ok=[200])
     assert r is not None
     for doc in r.json()["items"]:
-        if any(c in doc["source"] for c in "/\\\x00\r\n") or len(doc["source"]) > 200:
+        if unsafe_source(doc["source"]):
             check.offences.append(f"document source unsafe: {doc['source'][:60]!r}")
     # Stored files are in the database, not on disk next to anything.
     assert not (container.settings.data_dir.parent / "etc").exists()

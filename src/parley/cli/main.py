@@ -102,8 +102,10 @@ def ingest(
 ) -> None:
     """Ingest files into a collection (created if missing), with a progress bar.
 
-    In a folder, files Parley cannot read (images, archives, too large) are skipped and
-    listed; naming such a file directly is an error. Ctrl-C finishes the file in progress.
+    Each document is named by its path below the folder (sub/README.md), so same-named files
+    in different subfolders stay apart; ingesting the same folder again skips unchanged
+    files. In a folder, files Parley cannot read (images, archives, too large) are skipped
+    and listed; naming such a file directly is an error. Ctrl-C finishes the file in progress.
     """
     settings = load_settings()
     max_bytes = settings.limits.max_upload_bytes
@@ -125,8 +127,9 @@ def ingest(
     async def go() -> IngestReport:
         async with open_container(settings) as c:
             view = await c.collections.get_or_create(actor=SYSTEM, name=collection)
+            # Files are named by their path below the ingested folder (a lone file: its name).
             return await ingest_with_progress(
-                c, view.row.id, files, console=console, skipped=skipped
+                c, view.row.id, files, console=console, skipped=skipped, root=path
             )
 
     report = run(go())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -63,6 +64,19 @@ def collect_files(path: Path) -> list[Path]:
     return files
 
 
+def upload_name(file: Path, root: Path) -> str:
+    """The name ``file`` is stored under: its path below the folder ``root``, with ``/``.
+
+    Documents are keyed by this name, so ``a/README.md`` and ``b/README.md`` of one folder stay
+    two documents, and ingesting the same folder again finds each of them. A file given as
+    ``root`` itself is named by its file name.
+    """
+    file, root = file.absolute(), root.absolute()
+    if file == root or not file.is_relative_to(root):
+        return file.name
+    return file.relative_to(root).as_posix()
+
+
 def refusal(file: Path, *, max_bytes: int) -> str | None:
     """Why ``file`` cannot be ingested (too large, not a readable type), or None."""
     size = file.stat().st_size
@@ -93,6 +107,13 @@ class IngestReport:
     def done(self) -> int:
         """Files that reached an outcome (stored, unchanged or failed)."""
         return sum(self.counts.values())
+
+
+def _common_folder(files: list[Path]) -> Path:
+    """The deepest folder holding every file (the current folder when there is none)."""
+    if not files:
+        return Path()
+    return Path(os.path.commonpath([f.absolute().parent for f in files]))
 
 
 def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:
@@ -149,9 +170,15 @@ async def ingest_with_progress(
     *,
     console: Console,
     skipped: list[tuple[Path, str]] | None = None,
+    root: Path | None = None,
 ) -> IngestReport:
-    """Ingest ``files`` into a collection in jobs of at most the per-request file count."""
+    """Ingest ``files`` into a collection in jobs of at most the per-request file count.
+
+    Each file is sent under its path relative to ``root`` (the ingested folder; by default
+    the deepest folder holding them all), see ``upload_name``.
+    """
     report = IngestReport(planned=len(files), skipped_files=list(skipped or []))
+    base = root if root is not None else _common_folder(files)
     started = time.perf_counter()
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -181,7 +208,7 @@ async def ingest_with_progress(
                 if interrupts.requested:
                     break
                 # Read a batch at a time: a large folder is never held in memory at once.
-                uploads = [UploadedFile(f.name, f.read_bytes()) for f in batch]
+                uploads = [UploadedFile(upload_name(f, base), f.read_bytes()) for f in batch]
                 job = await container.ingestion.submit(
                     actor=SYSTEM, collection_id=collection_id, files=uploads
                 )

@@ -35,7 +35,7 @@ class DocumentRepository:
         return await self.session.get(DocumentRow, document_id)
 
     async def get_by_source(self, collection_id: str, source: str) -> DocumentRow | None:
-        """The document of a collection with this source name, if any."""
+        """The document of a collection with this source (its relative path), if any."""
         stmt = select(DocumentRow).where(
             DocumentRow.collection_id == collection_id, DocumentRow.source == source
         )

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from parley.db.models import CollectionGrantRow, CollectionRow, DocumentRow, JobItemRow, JobRow
 from parley.domain.auth import Principal
+from parley.domain.names import require_visible
 from parley.errors import Conflict, InvalidInput, NotFound
 from parley.providers.embeddings.base import Embedder
 from parley.providers.vectors.base import VectorIndex
@@ -56,11 +57,16 @@ class CollectionService:
     async def create(
         self, *, actor: Principal, name: str, description: str | None = None
     ) -> CollectionView:
-        """Create a collection owned by the actor, bound to the configured embedding model."""
+        """Create a collection owned by the actor, bound to the configured embedding model.
+
+        A name holding an invisible or control character (a bidi override, a zero-width
+        space…) is refused: it could display as another name (see ``require_visible``).
+        """
         name = name.strip()
         if not name or len(name) > self._max_name:
             raise InvalidInput(f"name must be 1..{self._max_name} characters", field="name")
         require_storable(name, field="name")
+        require_visible(name, field="name")
         require_storable(description, field="description")
         async with self._uow(write=True) as tx:
             if await tx.collections.get_by_name(name, owner_id=actor.user_id) is not None:
