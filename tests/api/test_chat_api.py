@@ -168,7 +168,7 @@ async def test_session_needs_existing_collections(client: httpx.AsyncClient) -> 
     assert r.status_code == 422
 
 
-async def test_llm_failure_is_a_problem_and_stores_nothing(
+async def test_llm_failure_is_a_problem_that_keeps_the_question_for_a_retry(
     client: httpx.AsyncClient, fake_llm: FakeLLM
 ) -> None:
     from parley.errors import ProviderTimeout
@@ -178,12 +178,57 @@ async def test_llm_failure_is_a_problem_and_stores_nothing(
     fake_llm.fail_with = ProviderTimeout("the model did not answer in time")
     r = await client.post(f"/v1/sessions/{sid}/messages", json={"content": "Is it waterproof?"})
     assert r.status_code == 504 and r.json()["code"] == "provider_timeout"
+    first = r.json()["message_id"]
     streamed = await client.post(
-        f"/v1/sessions/{sid}/messages?stream=true", json={"content": "Is it waterproof?"}
+        f"/v1/sessions/{sid}/messages?stream=true", json={"content": "Does it fold?"}
     )
     events = parse_sse(streamed.text)
     assert events[-1][0] == "error" and events[-1][1]["code"] == "provider_timeout"
-    assert (await client.get(f"/v1/sessions/{sid}/messages")).json()["items"] == []
+    second = events[-1][1]["message_id"]
+    stored = (await client.get(f"/v1/sessions/{sid}/messages")).json()["items"]
+    # The questions are kept, marked failed; no answer (let alone an empty one) is stored.
+    assert [(m["id"], m["role"], m["status"], m["error"]) for m in stored] == [
+        (first, "user", "failed", "provider_timeout"),
+        (second, "user", "failed", "provider_timeout"),
+    ]
+    fake_llm.fail_with = None
+    retried = await client.post(f"/v1/sessions/{sid}/messages/{first}/retry")
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["reply_to"] == first and retried.json()["content"]
+    again = await client.post(f"/v1/sessions/{sid}/messages/{first}/retry")
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+    stored = (await client.get(f"/v1/sessions/{sid}/messages")).json()["items"]
+    assert [(m["role"], m.get("status"), m.get("reply_to")) for m in stored] == [
+        ("user", "answered", None),
+        ("user", "failed", None),
+        ("assistant", None, first),
+    ]
+    # The failed question is not history: the retried answer's prompt had only the first pair.
+    fake_llm.requests.clear()
+    await client.post(f"/v1/sessions/{sid}/messages/{second}/retry", json={"stream": False})
+    answer_prompt = fake_llm.requests[-1].messages
+    assert sum(m.role == "user" and "Is it waterproof?" in m.content for m in answer_prompt) == 1
+    assert not any("Does it fold?" in m.content for m in answer_prompt[:-1])
+
+
+async def test_retry_refuses_answers_strangers_and_unknown_messages(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    from tests.conftest import bearer, make_user
+
+    cid = await make_collection(client, "kb", "faq.json")
+    sid = await new_session(client, cid)
+    answer = (await client.post(f"/v1/sessions/{sid}/messages", json={"content": "Fold?"})).json()
+    url = f"/v1/sessions/{sid}/messages"
+    r = await client.post(f"{url}/{answer['id']}/retry")
+    assert r.status_code == 422 and r.json()["code"] == "invalid_input"
+    r = await client.post(f"{url}/{answer['reply_to']}/retry")
+    assert r.status_code == 409
+    assert (await client.post(f"{url}/999999/retry")).status_code == 404
+    assert (await client.post(f"{url}/0/retry")).status_code == 422
+    _, key = await make_user(container, "stranger@example.com")
+    r = await client.post(f"{url}/{answer['reply_to']}/retry", headers=bearer(key))
+    assert r.status_code == 404
 
 
 async def test_chat_over_several_collections(client: httpx.AsyncClient) -> None:

@@ -6,6 +6,7 @@ that speak the vendors' JSON and server-sent-event formats.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import sys
@@ -16,7 +17,15 @@ import pytest
 
 from parley.domain.chat import ChatMessage, StreamDelta
 from parley.domain.retrieval import RetrievedChunk
-from parley.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from parley.errors import (
+    ProviderEmptyResponse,
+    ProviderError,
+    ProviderMalformedResponse,
+    ProviderRateLimited,
+    ProviderStreamCut,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from parley.providers.llm.base import LLM, GenerationRequest
 from parley.providers.llm.extractive import ExtractiveLLM
 from parley.providers.llm.fake import FakeLLM
@@ -527,7 +536,7 @@ FAILURES = [
     ("timeout", ProviderTimeout),
     ("connect", ProviderUnavailable),
     ("500", ProviderError),
-    ("429", ProviderError),
+    ("429", ProviderRateLimited),
 ]
 
 
@@ -566,6 +575,213 @@ async def test_borrowed_http_client_stays_open(vendor: str) -> None:
     llm, _, client = VENDORS[vendor]()
     await llm.aclose()
     assert not client.is_closed
+
+
+# --- Upstream faults: typed, retried per the one policy, bounded by the deadline ------------
+
+
+def _adapter(vendor: str, handle: Handler, *, retries: int = 0, timeout_s: float = 5.0) -> LLM:
+    """An adapter of ``vendor`` over ``handle`` with Parley's retry policy set to ``retries``."""
+    sdk = pytest.importorskip(vendor)
+    http = _http_lib(sdk)
+    client = http.AsyncClient(transport=http.MockTransport(handle))
+    _OPEN_CLIENTS.append(client)
+    options: dict[str, Any] = {
+        "model": "m",
+        "api_key": "k",
+        "timeout_s": timeout_s,
+        "connect_timeout_s": 1,
+        "max_connections": 2,
+        "http_client": client,
+        "max_retries": retries,
+    }
+    if vendor == "openai":
+        from parley.providers.llm.openai import OpenAILLM
+
+        return OpenAILLM(**options)
+    from parley.providers.llm.anthropic import AnthropicLLM
+
+    return AnthropicLLM(**options)
+
+
+def _wire(vendor: str, fault: str, streaming: bool) -> tuple[int, dict[str, str], Any]:
+    """(status, headers, body) of a 200 that is not a usable answer, in ``vendor``'s format."""
+    sse = {"content-type": "text/event-stream"}
+    if fault == "html":
+        return 200, {"content-type": "text/html"}, b"<html>502 Bad Gateway</html>"
+    if fault == "not_json":
+        return 200, {"content-type": "application/json"}, b"{oops"
+    if fault == "wrong_shape":
+        if streaming:
+            return 200, sse, _sse([(None, {"result": "hello"}), (None, "[DONE]")])
+        return 200, {"content-type": "application/json"}, b'{"result": "hello"}'
+    events = (_openai_sse() if vendor == "openai" else _anthropic_sse()).split(b"\n\n")
+    if fault == "empty" and not streaming:
+        body = _openai_json() if vendor == "openai" else _anthropic_json()
+        if vendor == "openai":
+            body["choices"][0]["message"]["content"] = ""
+        else:
+            body["content"] = []
+        return 200, {"content-type": "application/json"}, json.dumps(body).encode()
+    if fault == "empty":  # the events that carry text left out, everything else kept
+        kept = [
+            e
+            for e in events
+            if b"Parley" not in e
+            and not any(f'"{json.dumps(p)[1:-1]}"'.encode() in e for p in PIECES)
+        ]
+        return 200, sse, b"\n\n".join(kept)
+    # "cut": a clean end of the body after some text, before the final event
+    return 200, sse, b"\n\n".join(events[:4]) + b"\n\n"
+
+
+UNUSABLE = [
+    ("html", ProviderMalformedResponse),
+    ("not_json", ProviderMalformedResponse),
+    ("wrong_shape", ProviderMalformedResponse),
+    ("empty", ProviderEmptyResponse),
+]
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+@pytest.mark.parametrize(
+    ("mode", "fault", "expected"),
+    # A whole answer cannot be cut short cleanly (its length is declared): streams only.
+    [
+        *((m, f, e) for m in ("complete", "stream") for f, e in UNUSABLE),
+        ("stream", "cut", ProviderStreamCut),
+    ],
+)
+async def test_unusable_answers_are_typed_and_not_retried(
+    vendor: str, mode: str, fault: str, expected: type[ProviderError]
+) -> None:
+    seen: list[None] = []
+
+    def handle(request: Any) -> Any:
+        seen.append(None)
+        status, headers, body = _wire(vendor, fault, mode == "stream")
+        return _http_lib(pytest.importorskip(vendor)).Response(
+            status, headers=headers, content=body
+        )
+
+    llm = _adapter(vendor, handle, retries=2)
+    with pytest.raises(expected) as caught:
+        if mode == "complete":
+            await llm.complete(_request())
+        else:
+            await _collect(llm.stream(_request()))
+    assert type(caught.value) is expected
+    assert "http" not in caught.value.public_detail  # the endpoint is for operators only
+    assert len(seen) == 1  # a misbehaving server is not asked again
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+async def test_a_connection_dropped_mid_stream_is_a_cut(vendor: str) -> None:
+    http = _http_lib(pytest.importorskip(vendor))
+
+    def handle(request: Any) -> Any:
+        full = _openai_sse() if vendor == "openai" else _anthropic_sse()
+        head = b"\n\n".join(full.split(b"\n\n")[:4]) + b"\n\n"
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield head
+            raise http.RemoteProtocolError("peer closed connection", request=request)
+
+        return http.Response(200, headers={"content-type": "text/event-stream"}, content=chunks())
+
+    llm = _adapter(vendor, handle, retries=2)
+    texts: list[str] = []
+    with pytest.raises(ProviderStreamCut):
+        async for delta in llm.stream(_request()):
+            texts.append(delta.text)
+    assert "".join(texts)  # what came before the cut was passed on
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+async def test_server_errors_are_retried_by_the_policy_only(vendor: str, mode: str) -> None:
+    """The SDK's own retries are off: ``retries=2`` means exactly three requests."""
+    seen: list[None] = []
+    http = _http_lib(pytest.importorskip(vendor))
+
+    def handle(request: Any) -> Any:
+        seen.append(None)
+        return http.Response(503, json={"error": {"type": "overloaded", "message": "busy"}})
+
+    llm = _adapter(vendor, handle, retries=2)
+    with pytest.raises(ProviderError) as caught:
+        if mode == "complete":
+            await llm.complete(_request())
+        else:
+            await _collect(llm.stream(_request()))
+    assert caught.value.extra["status"] == 503 and len(seen) == 3
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+async def test_a_short_retry_after_is_waited_for_and_a_long_one_passed_on(vendor: str) -> None:
+    http = _http_lib(pytest.importorskip(vendor))
+    seen: list[None] = []
+    good = openai_handler if vendor == "openai" else anthropic_handler
+
+    def short_then_good(request: Any) -> Any:
+        seen.append(None)
+        if len(seen) == 1:
+            return http.Response(429, json={"error": {}}, headers={"retry-after-ms": "50"})
+        return good(http, [])(request)
+
+    completion = await _adapter(vendor, short_then_good, retries=2).complete(_request())
+    assert completion.text == ANSWER and len(seen) == 2
+
+    seen.clear()
+
+    def long_wait(request: Any) -> Any:
+        seen.append(None)
+        return http.Response(429, json={"error": {}}, headers={"retry-after": "7"})
+
+    with pytest.raises(ProviderRateLimited) as caught:
+        await _adapter(vendor, long_wait, retries=2).complete(_request())
+    assert caught.value.retry_after_s == 7 and len(seen) == 1
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+async def test_the_deadline_bounds_the_whole_call(vendor: str, mode: str) -> None:
+    """A server that stalls gets one attempt and the call ends at ``timeout_s``, not at
+    ``timeout_s`` per attempt (the 25 s for 8 s of the issue)."""
+    http = _http_lib(pytest.importorskip(vendor))
+    seen: list[None] = []
+
+    async def stall(request: Any) -> Any:
+        seen.append(None)
+        await asyncio.sleep(30)
+        return http.Response(500)
+
+    llm = _adapter(vendor, stall, retries=2, timeout_s=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ProviderTimeout):
+        if mode == "complete":
+            await llm.complete(_request())
+        else:
+            await _collect(llm.stream(_request()))
+    assert 0.25 <= loop.time() - started < 0.8 and len(seen) == 1
+
+
+async def test_a_request_deadline_earlier_than_the_timeout_wins() -> None:
+    """A turn's rewrite and answer share one deadline."""
+    http = _http_lib(pytest.importorskip("openai"))
+
+    async def stall(request: Any) -> Any:
+        await asyncio.sleep(30)
+        return http.Response(500)
+
+    llm = _adapter("openai", stall, timeout_s=5)
+    loop = asyncio.get_running_loop()
+    request = _request()
+    started = loop.time()
+    with pytest.raises(ProviderTimeout):
+        await llm.complete(GenerationRequest(messages=request.messages, deadline=started + 0.2))
+    assert loop.time() - started < 0.6
 
 
 # --- FakeLLM specifics ---------------------------------------------------------------------

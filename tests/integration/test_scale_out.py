@@ -95,10 +95,11 @@ async def test_a_document_ingested_through_one_is_found_at_once_through_the_othe
     # (A brand-new session's scope is unknown to Redis before its first turn is stored, so
     # caching starts with the second turn.)
     await b.chat.complete(await b.chat.prepare(actor=SYSTEM, session_id=sid, content=question))
-    # The same question again is served from the shared search cache ...
+    # The same question again is served from the shared search cache: SQL only stores the
+    # question and its answer ...
     b.statements.reset()
     await b.chat.complete(await b.chat.prepare(actor=SYSTEM, session_id=sid, content=question))
-    assert b.statements.count == 1
+    assert b.statements.count == 2
     # ... until a document lands through the other instance: the cache key changes with
     # the collection version, so the next turn sees the new document immediately.
     await ingest(a, cid, ("ferries.md", b"# Ferries\n\nThe night ferry leaves from pier seven."))

@@ -31,6 +31,11 @@ STATUS_BY_ERROR: dict[type[errors.ParleyError], int] = {
     errors.ParseError: 422,
     errors.ProviderTimeout: 504,
     errors.ProviderUnavailable: 503,
+    # Not 429: the client did nothing wrong; the model behind us is saturated for a while.
+    errors.ProviderRateLimited: 503,
+    errors.ProviderMalformedResponse: 502,
+    errors.ProviderEmptyResponse: 502,
+    errors.ProviderStreamCut: 502,
     errors.ProviderError: 502,
     errors.ConfigurationError: 500,
     errors.Unauthenticated: 401,
@@ -101,7 +106,8 @@ def problem_response(
 
 # Extension members a domain error may add to its problem (anything else in ``extra`` stays
 # server-side: it may hold values the caller must not see).
-_PUBLIC_EXTRAS = ("field", "candidates")
+# ``message_id``: the stored question of a failed chat turn, to retry it by.
+_PUBLIC_EXTRAS = ("field", "candidates", "message_id")
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _JSON_TYPES = ("application/json",)
@@ -139,6 +145,8 @@ def install_error_handlers(app: FastAPI) -> None:
         elif isinstance(exc, errors.TooManyRequests):
             response.headers.update(exc.headers)
             response.headers["Retry-After"] = str(exc.retry_after_s)
+        elif isinstance(exc, errors.ProviderRateLimited) and exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -165,6 +173,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unreadable = _unreadable_json(request, exc)
+        if unreadable is not None:
+            return problem_response(
+                422, problem(422, code="invalid_input", detail=unreadable), request
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         response = problem_response(
             exc.status_code,
@@ -235,6 +248,27 @@ def _json_syntax_detail(exc: RequestValidationError) -> str | None:
         column = pos - exc.body.rfind("\n", 0, pos)
         return f"body is not valid JSON: {reason} at line {line} column {column}"
     return None
+
+
+def _unreadable_json(request: Request, exc: StarletteHTTPException) -> str | None:
+    """``body is not valid JSON: …`` for FastAPI's bare 400 on a JSON body it could not read.
+
+    FastAPI turns a syntax error into a validation error (422) but anything else its JSON
+    decoding raises (bytes that are not UTF-8, nesting past the recursion limit) into a 400
+    "There was an error parsing the body": a body that is not valid JSON either way, so it is
+    answered the same. A form's 400 (a malformed multipart body) is left as it is.
+    """
+    cause = exc.__cause__
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    if exc.status_code != 400 or cause is None or body_field is None:
+        return None
+    if isinstance(body_field.field_info, params.Form):
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return "body is not valid JSON: it is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "body is not valid JSON: it is nested too deeply"
+    return "body is not valid JSON"
 
 
 def _unexpected_media_type(request: Request) -> str | None:

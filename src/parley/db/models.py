@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, query_expression
 
 from parley.db.base import Base, BigIntPK, UTCDateTime, new_id, utcnow
 from parley.db.types import EmbeddingType, TSVectorType
@@ -56,7 +56,12 @@ Index(
 
 
 class DocumentRow(Base):
-    """A source file in a collection; identified by its source name within the collection."""
+    """A source file in a collection; identified by its source within the collection.
+
+    ``source`` is the file's path relative to the ingested folder or as uploaded
+    (``guide/index.html``, cleaned by ``domain.names.clean_relative_path``); rows stored
+    before paths were kept hold a base name, which is simply a path without folders.
+    """
 
     __tablename__ = "documents"
     __table_args__ = (
@@ -119,13 +124,20 @@ class SessionRow(Base):
 
 
 class MessageRow(Base):
-    """A user or assistant message; the assistant's carries sources, usage and latency."""
+    """A user or assistant message; the assistant's carries sources, usage and latency.
+
+    A question is stored when its turn starts; its answer, stored when generated, points back
+    to it (``reply_to_id``). A question without an answer is pending, or ``error_code`` says
+    why its last generation failed; either way it can be retried.
+    """
 
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_session_id_id", "session_id", "id"),
         # Token usage per user and period (quotas, /v1/me/usage).
         Index("ix_messages_owner_id_created_at", "owner_id", "created_at"),
+        # One answer per question, even when two retries race.
+        Index("ux_messages_reply_to_id", "reply_to_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -141,6 +153,10 @@ class MessageRow(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reply_to_id: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    # Filled only by queries that ask for it (``with_expression``): has it an answer?
+    answered: Mapped[bool | None] = query_expression()
 
 
 class JobRow(Base):

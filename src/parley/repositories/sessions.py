@@ -7,14 +7,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, insert, select, union_all
+from sqlalchemy import (
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased, with_expression
 
 from parley.db.models import MessageRow, SessionRow, UsageCarryoverRow
 from parley.domain.chat import HistoryMessage
 from parley.errors import InvalidInput
 from parley.repositories.pagination import Page, decode_cursor, encode_cursor, keyset_page
 from parley.repositories.text import storable
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuestion:
+    """A stored message looked up to be retried."""
+
+    owner_id: str | None
+    role: str
+    content: str
+    answered: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +108,12 @@ class SessionRepository:
     async def recent_history(
         self, session_id: str, *, limit: int
     ) -> tuple[SessionHead | None, list[HistoryMessage]]:
-        """The session's owner and collection ids (None if it does not exist) and its last
-        ``limit`` messages, oldest first, in ONE statement.
+        """The session's owner and collection ids (None if it does not exist) and the
+        conversation in its last ``limit`` messages, oldest first, in ONE statement.
 
         Only the columns a prompt needs are read (no ORM objects, no sources JSON): this runs
-        on every chat turn.
+        on every chat turn. Questions without an answer (pending, failed) are left out, and
+        each answer follows its question even when two turns overlapped.
         """
         if not storable(session_id):
             return None, []
@@ -99,18 +121,17 @@ class SessionRepository:
         rows = (await conn.execute(_HISTORY, {"sid": session_id, "n": limit})).all()
         if not rows:
             return None, []
-        history = [
-            HistoryMessage(role=role, content=content, token_count=tokens)
-            for _, _, role, content, tokens in rows
-            if role in ("user", "assistant") and content
-        ]
-        return SessionHead(owner_id=rows[0][0], scope=list(rows[0][1])), history
+        return SessionHead(owner_id=rows[0][0], scope=list(rows[0][1])), _conversation(rows)
 
     async def messages_page(
         self, session_id: str, *, limit: int, cursor: str | None
     ) -> Page[MessageRow]:
-        """Messages of a session, oldest first, after ``cursor``."""
-        stmt = select(MessageRow).where(MessageRow.session_id == session_id)
+        """Messages of a session, oldest first, after ``cursor``; each with ``answered``."""
+        stmt = (
+            select(MessageRow)
+            .options(with_expression(MessageRow.answered, _ANSWERED))
+            .where(MessageRow.session_id == session_id)
+        )
         if cursor:
             (after,) = decode_cursor(cursor, arity=1)
             if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63:
@@ -124,6 +145,21 @@ class SessionRepository:
             rows = rows[:limit]
             next_cursor = encode_cursor([rows[-1].id])
         return Page(items=rows, next_cursor=next_cursor)
+
+    async def question(self, session_id: str, message_id: int) -> StoredQuestion | None:
+        """A message of the session with its session's owner and whether it has an answer."""
+        if not storable(session_id):
+            return None
+        stmt = (
+            select(SessionRow.owner_id, MessageRow.role, MessageRow.content, _ANSWERED)
+            .join(SessionRow, SessionRow.id == MessageRow.session_id)
+            .where(MessageRow.id == message_id, MessageRow.session_id == session_id)
+        )
+        row = (await self.session.execute(stmt)).first()
+        if row is None:
+            return None
+        owner_id, role, content, answered = row
+        return StoredQuestion(owner_id=owner_id, role=role, content=content, answered=answered)
 
     async def usage_since(
         self, owner_id: str, *, month_start: datetime, day_start: datetime
@@ -163,17 +199,45 @@ class SessionRepository:
             )
         )
 
-    async def add_messages(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-        """Insert messages in ONE multi-row statement; return their ids by role.
-
-        Rows must share the same keys. RETURNING order is not guaranteed across backends, so
-        ids are matched back by role. Core (not the ORM bulk path): this runs on every turn.
-        """
-        if len({r["role"] for r in rows}) != len(rows):
-            raise ValueError("add_messages takes at most one message per role")
+    async def add_message(self, row: dict[str, Any]) -> int:
+        """Insert one message and return its id. Core, not the ORM: this runs on every turn."""
         conn = await self.session.connection()
-        result = await conn.execute(_INSERT_MESSAGES, list(rows))
-        return {role: int(mid) for mid, role in result.all()}
+        return int((await conn.execute(_INSERT_MESSAGE, row)).scalar_one())
+
+    async def mark_failed(
+        self, message_id: int, *, code: str, input_tokens: int = 0, output_tokens: int = 0
+    ) -> None:
+        """Record on a question why its generation failed, and bill the tokens that the
+        failed turn still spent (e.g. its follow-up rewrite)."""
+        conn = await self.session.connection()
+        await conn.execute(
+            update(cast(Table, MessageRow.__table__))
+            .where(_m.id == message_id)
+            .values(
+                error_code=code,
+                input_tokens=_m.input_tokens + input_tokens,
+                output_tokens=_m.output_tokens + output_tokens,
+            )
+        )
+
+
+def _conversation(rows: Sequence[Any]) -> list[HistoryMessage]:
+    """``_HISTORY`` rows as prompt history: answered questions, each followed by its answer."""
+    asked = {mid for _, _, mid, role, *_ in rows if role == "user"}
+    answers = {reply_to: row for row in rows if (reply_to := row[6]) in asked}
+    history: list[HistoryMessage] = []
+    for _, _, mid, role, content, tokens, reply_to in rows:
+        if role == "user" and mid in answers:
+            history.append(HistoryMessage(role="user", content=content, token_count=tokens))
+            answer = answers[mid]
+            if answer[4]:  # empty answers were stored before they were refused
+                history.append(
+                    HistoryMessage(role="assistant", content=answer[4], token_count=answer[5])
+                )
+        elif role == "assistant" and reply_to not in asked and content:
+            # Its question is older than the window: the answer alone still gives context.
+            history.append(HistoryMessage(role="assistant", content=content, token_count=tokens))
+    return history
 
 
 _s = SessionRow.__table__.c
@@ -187,9 +251,14 @@ _RECENT = (
 )
 # Built once: the hot-path statements are plain Core with bound parameters.
 _HISTORY = (
-    select(_s.owner_id, _s.collection_ids, _m.role, _m.content, _m.token_count)
+    select(
+        _s.owner_id, _s.collection_ids, _m.id, _m.role, _m.content, _m.token_count, _m.reply_to_id
+    )
     .select_from(SessionRow.__table__.outerjoin(MessageRow.__table__, _m.id.in_(_RECENT)))
     .where(_s.id == bindparam("sid"))
     .order_by(_m.id)
 )
-_INSERT_MESSAGES = insert(cast(Table, MessageRow.__table__)).returning(_m.id, _m.role)
+_INSERT_MESSAGE = insert(cast(Table, MessageRow.__table__)).returning(_m.id)
+_answers = aliased(MessageRow)
+# Correlated on the outer message: does an answer point to it? (Uses ux_messages_reply_to_id.)
+_ANSWERED = select(_answers.id).where(_answers.reply_to_id == MessageRow.id).exists()

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parley.db.models import MessageRow, SessionRow
 from parley.domain.auth import Principal
+from parley.domain.names import without_format_chars
 from parley.errors import InvalidInput, NotFound
 from parley.providers.memory.base import TurnStore
 from parley.repositories.pagination import Page
 from parley.repositories.text import require_storable
 from parley.services.access import resolve_collections
-from parley.services.uow import UnitOfWorkFactory
+from parley.services.uow import UnitOfWork, UnitOfWorkFactory
 from parley.settings import LimitSettings
 
 
 @dataclass(slots=True)
 class SessionView:
-    """A session with its message count."""
+    """A session with its message count and the collections it covers that the viewer may
+    read now (a grant withdrawn since, or an admin's session seen with a key without the
+    ``admin`` scope, hides the others' ids: they are not the viewer's to know)."""
 
     row: SessionRow
     message_count: int
+    collection_ids: list[str]
 
 
 class SessionService:
@@ -52,13 +57,17 @@ class SessionService:
         if title is not None and len(title) > self._limits.max_name_chars:
             raise InvalidInput(f"title is limited to {self._limits.max_name_chars} characters")
         require_storable(title, field="title")
+        if title is not None:
+            # A title is only displayed, never looked up: clean it (bidi overrides, zero-width
+            # characters) rather than refuse a first question that happens to hold one.
+            title = without_format_chars(title)
         async with self._uow(write=True) as tx:
             resolved = await resolve_collections(tx, actor, ids, field="collection_ids")
             row = await tx.sessions.add(
                 SessionRow(collection_ids=resolved, title=title, owner_id=actor.user_id)
             )
             await tx.commit()
-        return SessionView(row, 0)
+        return SessionView(row, 0, list(resolved))
 
     async def get(self, session_id: str, *, actor: Principal) -> SessionView:
         """One of the actor's sessions with its message count."""
@@ -67,14 +76,16 @@ class SessionService:
             if row is None:
                 raise NotFound(f"session {session_id} not found")
             counts = await tx.sessions.message_counts([row.id])
-        return SessionView(row, counts.get(row.id, 0))
+            readable = await _readable(tx, actor, [row])
+        return _view(row, counts, readable)
 
     async def page(self, *, actor: Principal, limit: int, cursor: str | None) -> Page[SessionView]:
         """The actor's sessions (all for admins), newest first, with message counts."""
         async with self._uow() as tx:
             page = await tx.sessions.page(limit=limit, cursor=cursor, viewer=actor.viewer)
             counts = await tx.sessions.message_counts([r.id for r in page.items])
-        return Page([SessionView(r, counts.get(r.id, 0)) for r in page.items], page.next_cursor)
+            readable = await _readable(tx, actor, page.items)
+        return Page([_view(r, counts, readable) for r in page.items], page.next_cursor)
 
     async def delete(self, session_id: str, *, actor: Principal) -> None:
         """Delete one of the actor's sessions and its messages."""
@@ -96,3 +107,18 @@ class SessionService:
             if await tx.sessions.get(session_id, viewer=actor.viewer) is None:
                 raise NotFound(f"session {session_id} not found")
             return await tx.sessions.messages_page(session_id, limit=limit, cursor=cursor)
+
+
+async def _readable(
+    tx: UnitOfWork, actor: Principal, rows: Sequence[SessionRow]
+) -> set[str] | None:
+    """Which collections of ``rows`` the actor may read now, in one statement; None: all."""
+    if actor.viewer is None:
+        return None
+    ids = list(dict.fromkeys(cid for row in rows for cid in row.collection_ids))
+    return {c.id for c in await tx.collections.get_many(ids, viewer=actor.viewer)}
+
+
+def _view(row: SessionRow, counts: dict[str, int], readable: set[str] | None) -> SessionView:
+    ids = [c for c in row.collection_ids if readable is None or c in readable]
+    return SessionView(row, counts.get(row.id, 0), ids)

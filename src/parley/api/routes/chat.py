@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from parley.api.deps import ContainerDep, PageDep
 from parley.api.errors import problem, status_for
+from parley.api.openapi import PROVIDERS, problems
 from parley.api.schemas.chat import (
     MessageCreate,
     MessageList,
     MessageRead,
+    MessageRetry,
     SearchHit,
     SearchRequest,
     SearchResponse,
@@ -36,13 +38,13 @@ def _session(view: SessionView) -> SessionRead:
     return SessionRead(
         id=r.id,
         title=r.title,
-        collection_ids=list(r.collection_ids),
+        collection_ids=view.collection_ids,
         message_count=view.message_count,
         created_at=r.created_at,
     )
 
 
-@router.post("/search", response_model=SearchResponse)
+@router.post("/search", response_model=SearchResponse, responses=problems(404, 409, *PROVIDERS))
 async def search(body: SearchRequest, actor: ChatActor, container: ContainerDep) -> SearchResponse:
     """Hybrid search across collections the caller may read (debugging and reuse).
 
@@ -74,7 +76,12 @@ async def search(body: SearchRequest, actor: ChatActor, container: ContainerDep)
     )
 
 
-@router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionRead)
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionRead,
+    responses=problems(404, 409),
+)
 async def create_session(
     body: SessionCreate, actor: ChatActor, container: ContainerDep
 ) -> SessionRead:
@@ -94,20 +101,22 @@ async def list_sessions(actor: AnyActor, container: ContainerDep, page: PageDep)
     return SessionList(items=[_session(v) for v in result.items], next_cursor=result.next_cursor)
 
 
-@router.get("/sessions/{session_id}", response_model=SessionRead)
+@router.get("/sessions/{session_id}", response_model=SessionRead, responses=problems(404))
 async def get_session(session_id: str, actor: AnyActor, container: ContainerDep) -> SessionRead:
     """One session."""
     return _session(await container.sessions.get(session_id, actor=actor))
 
 
-@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404)
+)
 async def delete_session(session_id: str, actor: ChatActor, container: ContainerDep) -> Response:
     """Delete a session and its messages."""
     await container.sessions.delete(session_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/sessions/{session_id}/messages", response_model=MessageList)
+@router.get("/sessions/{session_id}/messages", response_model=MessageList, responses=problems(404))
 async def list_messages(
     session_id: str, actor: AnyActor, container: ContainerDep, page: PageDep
 ) -> dict[str, Any]:
@@ -122,7 +131,10 @@ async def list_messages(
     "/sessions/{session_id}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=MessageRead,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+        **problems(404, *PROVIDERS),
+    },
 )
 async def send_message(
     session_id: str,
@@ -132,18 +144,55 @@ async def send_message(
     container: ContainerDep,
     stream: Annotated[bool, Query()] = False,
 ) -> Response:
-    """Ask a question; the answer cites numbered sources. ``?stream=true`` streams SSE."""
-    wants_stream = stream or body.stream or "text/event-stream" in request.headers.get("accept", "")
+    """Ask a question; the answer cites numbered sources. ``?stream=true`` streams SSE.
+
+    The question is stored as the answer starts. If the model fails, the problem (or the
+    final SSE ``error`` event) names the stored question in ``message_id``: retry it with
+    ``POST /v1/sessions/{session_id}/messages/{message_id}/retry``.
+    """
     turn = await container.chat.prepare(
         actor=actor, session_id=session_id, content=body.content, top_k=body.top_k
     )
-    if wants_stream:
+    return await _answer(container.chat, turn, stream=stream or body.stream, request=request)
+
+
+@router.post(
+    "/sessions/{session_id}/messages/{message_id}/retry",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessageRead,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+        **problems(404, 409, *PROVIDERS),
+    },
+)
+async def retry_message(
+    session_id: str,
+    message_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    request: Request,
+    actor: ChatActor,
+    container: ContainerDep,
+    body: MessageRetry | None = None,
+    stream: Annotated[bool, Query()] = False,
+) -> Response:
+    """Answer again a stored question that has none: its generation failed (``status:
+    failed``) or its server stopped mid-turn (``pending``). Answers like sending a message;
+    409 if the question has an answer already. Nothing new is stored for the question."""
+    body = body or MessageRetry()
+    turn = await container.chat.prepare_retry(
+        actor=actor, session_id=session_id, message_id=message_id, top_k=body.top_k
+    )
+    return await _answer(container.chat, turn, stream=stream or body.stream, request=request)
+
+
+async def _answer(
+    chat: ChatService, turn: PreparedTurn, *, stream: bool, request: Request
+) -> Response:
+    """The answer as one JSON message (201) or, if asked for, as server-sent events."""
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(
-            _sse(container.chat, turn),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
+            _sse(chat, turn), media_type="text/event-stream", headers=SSE_HEADERS
         )
-    result = await container.chat.complete(turn)
+    result = await chat.complete(turn)
     # The hot path returns a plain dict: no response-model validation on every turn.
     return JSONResponse(result.to_dict(), status_code=status.HTTP_201_CREATED)
 
@@ -153,6 +202,15 @@ async def _sse(chat: ChatService, turn: PreparedTurn) -> AsyncIterator[bytes]:
         async for event, data in chat.stream(turn):
             yield encode_event(event, data)
     except ParleyError as exc:
-        # Headers are already sent: report the failure as a final problem event.
+        # Headers are already sent: report the failure as a final problem event, with what
+        # the HTTP answer would carry in headers (``Retry-After``) and the question to retry.
         code = status_for(exc)
-        yield encode_event("error", problem(code, code=exc.code, detail=exc.public_detail))
+        retry_after = getattr(exc, "retry_after_s", None)
+        body = problem(
+            code,
+            code=exc.code,
+            detail=exc.public_detail,
+            message_id=exc.extra.get("message_id"),
+            retry_after=retry_after,
+        )
+        yield encode_event("error", body)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,6 +84,15 @@ class MessageCreate(BaseModel):
     stream: bool = False
 
 
+class MessageRetry(BaseModel):
+    """Body (optional) of ``POST /v1/sessions/{id}/messages/{message_id}/retry``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    stream: bool = False
+
+
 class SourceRead(BaseModel):
     """A numbered source: ``[index]`` in the answer refers to it."""
 
@@ -108,13 +117,22 @@ class UsageRead(BaseModel):
 
 
 class MessageRead(BaseModel):
-    """A stored message; assistant messages carry sources and usage."""
+    """A stored message; assistant messages carry sources and usage.
+
+    A question (``role: user``) is stored as its turn starts. Its ``status`` is ``answered``,
+    ``failed`` (``error`` holds the problem code of its last generation) or ``pending``
+    (being answered, or its server stopped mid-turn); failed and pending questions can be
+    retried with ``POST …/messages/{id}/retry``. An answer names its question in ``reply_to``.
+    """
 
     id: int
     session_id: str
     role: str
     content: str
     created_at: datetime
+    status: Literal["answered", "failed", "pending"] | None = None
+    error: str | None = None
+    reply_to: int | None = None
     sources: list[SourceRead] | None = None
     usage: UsageRead | None = None
     model: str | None = None

@@ -8,10 +8,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from parley.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from parley.errors import ProviderError
 from parley.providers.embeddings.base import EmbedKind, Vectors
 from parley.providers.extras import require_extra
-from parley.providers.llm.sdk_support import public_url
+from parley.providers.llm.retries import (
+    DEFAULT_RETRIES,
+    RetryPolicy,
+    call_with_retries,
+    deadline_at,
+)
+from parley.providers.llm.sdk_support import ProviderFaults, http_module, public_url
 
 if TYPE_CHECKING:
     import httpx
@@ -33,16 +39,19 @@ class OpenAIEmbedder:
         timeout_s: float = 30.0,
         batch_size: int = 64,
         http_client: httpx.AsyncClient | None = None,
-        max_retries: int = 2,
+        max_retries: int = DEFAULT_RETRIES,
         max_concurrency: int = 4,
     ) -> None:
-        """Build the SDK client once; ``http_client`` is borrowed, not closed by :meth:`aclose`."""
+        """Build the SDK client once; ``http_client`` is borrowed, not closed by :meth:`aclose`.
+
+        ``max_retries`` is Parley's retry policy (``providers/llm/retries.py``), the SDK's is
+        off: a batch makes at most ``1 + max_retries`` attempts, all within ``timeout_s``.
+        """
         require_extra("openai", extra="openai", reason="PARLEY_EMBEDDINGS__PROVIDER is openai")
         import openai
 
         if dimension <= 0 or batch_size <= 0 or max_concurrency <= 0:
             raise ValueError("dimension, batch_size and max_concurrency must be positive")
-        self._openai = openai
         self.model_id = model
         self.dimension = dimension
         self._model = model
@@ -54,12 +63,24 @@ class OpenAIEmbedder:
             api_key=api_key or _PLACEHOLDER_KEY,
             base_url=base_url,
             timeout=timeout_s,
-            max_retries=max_retries,
+            max_retries=0,  # one retry policy: ours, bounded by the call's deadline
             # openai>=3 types this as httpx2.AsyncClient but accepts httpx clients too.
             http_client=cast(Any, http_client),
         )
+        self._timeout_s = timeout_s
+        self._policy = RetryPolicy(retries=max_retries)
         # Named in "not reachable" errors; computed once, without credentials.
-        self._endpoint = public_url(str(self._client.base_url))
+        self._faults = ProviderFaults(
+            sdk=openai,
+            sdk_error=openai.OpenAIError,
+            http=http_module(openai.DefaultAsyncHttpxClient),
+            provider="openai",
+            port="embeddings",
+            model=model,
+            timeout_s=timeout_s,
+            endpoint=public_url(str(self._client.base_url)),
+            setting=_URL_SETTING,
+        )
 
     async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
         """Embed texts in batches (a few in flight at once); ``kind`` is not sent."""
@@ -85,46 +106,44 @@ class OpenAIEmbedder:
         return np.concatenate(parts, axis=0)
 
     async def _embed_batch(self, batch: list[str]) -> Vectors:
-        openai = self._openai
-        try:
-            response = await self._client.embeddings.create(
-                model=self._model, input=batch, encoding_format="float"
-            )
-        except openai.APITimeoutError as exc:
-            raise ProviderTimeout(
-                f"embedding request to {self._model} at {self._endpoint} timed out",
-                url=self._endpoint,
-            ) from exc
-        except openai.APIConnectionError as exc:  # after its subclass APITimeoutError
-            raise ProviderUnavailable(
-                f"openai embeddings at {self._endpoint} is not reachable ({_URL_SETTING})",
-                url=self._endpoint,
-            ) from exc
-        except openai.APIStatusError as exc:
-            raise ProviderError(
-                f"embedding request to {self._model} failed with HTTP {exc.status_code}"
-            ) from exc
-        except openai.OpenAIError as exc:  # connection errors, malformed responses, ...
-            raise ProviderError(f"embedding request to {self._model} failed: {exc}") from exc
-        return self._to_vectors(response.data, expected=len(batch))
+        async def attempt() -> Any:
+            try:
+                return await self._client.embeddings.create(
+                    model=self._model, input=batch, encoding_format="float"
+                )
+            except self._faults.catchable as exc:
+                raise self._faults.translate(exc) from exc
 
-    def _to_vectors(self, data: Sequence[Any], *, expected: int) -> Vectors:
-        if len(data) != expected:
-            raise ProviderError(f"embedding server returned {len(data)} vectors for {expected}")
-        ordered = sorted(data, key=lambda item: int(item.index))
+        response = await call_with_retries(
+            attempt,
+            policy=self._policy,
+            deadline=deadline_at(self._timeout_s, None),
+            timed_out=self._faults.timed_out,
+            provider="openai embeddings",
+        )
+        return self._to_vectors(response, expected=len(batch))
+
+    def _to_vectors(self, response: Any, *, expected: int) -> Vectors:
+        """The vectors in ``response``, checked: the SDK hands back a non-JSON body as a
+        string and JSON of any shape as a model with whatever fields it had."""
         try:
+            data = list(response.data)
+            if len(data) != expected:
+                raise ValueError(f"{len(data)} vectors for {expected} texts")
+            ordered = sorted(data, key=lambda item: int(item.index))
             matrix = np.asarray([item.embedding for item in ordered], dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ProviderError("embedding server returned malformed vectors") from exc
-        if matrix.ndim != 2 or matrix.shape[1] != self.dimension:
-            got = matrix.shape[1] if matrix.ndim == 2 else "ragged"
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise self._faults.malformed("not a list of embeddings", exc) from exc
+        if matrix.ndim != 2:
+            raise self._faults.malformed("the vectors have different lengths")
+        if matrix.shape[1] != self.dimension:
             raise ProviderError(
-                f"embedding model {self._model} returned dimension {got}, "
+                f"embedding model {self._model} returned dimension {matrix.shape[1]}, "
                 f"configured {self.dimension}"
             )
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-            raise ProviderError("embedding server returned a zero or non-finite vector")
+            raise self._faults.malformed("a vector is zero or not finite")
         normalised: Vectors = (matrix / norms).astype(np.float32)
         return normalised
 

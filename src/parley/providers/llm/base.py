@@ -24,11 +24,19 @@ class GenerationRequest:
     max_tokens: int = 800
     temperature: float = 0.2
     stop: Sequence[str] = field(default_factory=tuple)
+    deadline: float | None = None
+    """Event-loop time (``loop.time()``) by which the call must be over, retries included;
+    adapters end it earlier still if their own ``timeout_s`` from the start comes first.
+    A chat turn sets one deadline for its rewrite and its answer."""
 
 
 @runtime_checkable
 class LLM(Protocol):
-    """A text generator. Adapters translate vendor errors into ``ProviderError`` subclasses."""
+    """A text generator. Adapters translate vendor errors into ``ProviderError`` subclasses.
+
+    An answer is never empty: an adapter raises ``ProviderEmptyResponse`` rather than return
+    or stream no text, and ``ProviderStreamCut`` when a stream ends before its final event.
+    """
 
     name: str
     """Provider label, e.g. ``openai`` or ``extractive``."""
