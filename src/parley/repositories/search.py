@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.db.models import ChunkRow, DocumentRow
 from parley.domain.retrieval import RetrievedChunk
 from parley.errors import InvalidInput
+from parley.repositories.stopwords import STOPWORDS
 from parley.repositories.text import all_storable
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -42,15 +43,17 @@ class HybridResult:
 
 
 def query_terms(query: str) -> list[str]:
-    """Distinct lower-cased word terms of a query (at most 32). Only ``\\w`` characters survive,
-    so no term can carry FTS5 or tsquery syntax."""
+    """Distinct lower-cased word terms of a query (at most 32), without function words.
+
+    Only ``\\w`` characters survive, so no term can carry FTS5 or tsquery syntax. Stopwords
+    ("how", "do", "i", "the"…) are dropped unless the query holds nothing else.
+    """
     terms: list[str] = []
     for word in _WORD.findall(query.lower()):
         if word not in terms:
             terms.append(word)
-        if len(terms) >= _MAX_QUERY_TERMS:
-            break
-    return terms
+    content = [t for t in terms if t not in STOPWORDS]
+    return (content or terms)[:_MAX_QUERY_TERMS]
 
 
 def fts_expression(query: str) -> str | None:
