@@ -220,21 +220,11 @@ class AuthService:
         )
 
     async def _raise_if_locked(self, email: str, attempts: str) -> None:
-        locked = await self._lockout.locked_for(email)
-        if locked:
-            raise AccountLocked(
-                f"too many failed {attempts}; the account is locked for a while",
-                retry_after_s=locked,
-            )
+        _raise_locked(await self._lockout.locked_for(email), attempts)
 
     async def _record_failure(self, email: str, attempts: str) -> None:
         """Count a failed attempt; raise AccountLocked if it was the one too many."""
-        locked = await self._lockout.record_failure(email)
-        if locked:
-            raise AccountLocked(
-                f"too many failed {attempts}; the account is locked for a while",
-                retry_after_s=locked,
-            )
+        _raise_locked(await self._lockout.record_failure(email), attempts)
 
     async def _new_refresh(self, tx: object, family_id: str) -> str:
         token = new_refresh_token()
@@ -488,3 +478,12 @@ class AuthService:
         except IntegrityError:
             return None
         return secret
+
+
+def _raise_locked(locked_for_s: int, attempts: str) -> None:
+    """AccountLocked when the lockout answers a wait (seconds > 0); nothing otherwise."""
+    if locked_for_s:
+        raise AccountLocked(
+            f"too many failed {attempts}; the account is locked for a while",
+            retry_after_s=locked_for_s,
+        )
